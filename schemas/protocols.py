@@ -1,0 +1,83 @@
+"""The seams between ragline's packages. Implementations live in their own package;
+``services`` wires them together. Each seam has one required method where possible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from schemas.documents import Chunk, ExtractedDocument
+from schemas.retrieval import IndexedPoint, SearchFilter, SearchHit
+
+
+@runtime_checkable
+class Extractor(Protocol):
+    """Turns raw bytes of one media type into text with sections and offsets."""
+
+    media_types: frozenset[str]
+
+    def extract(self, data: bytes, source_uri: str, *, password: str | None = None) -> ExtractedDocument:
+        ...
+
+
+@runtime_checkable
+class Chunker(Protocol):
+    """A pure function of the extracted document and the chunker's own config."""
+
+    name: str
+
+    def config(self) -> dict[str, object]:
+        """Everything that changes the output; it enters the pipeline fingerprint."""
+        ...
+
+    def chunk(self, document: ExtractedDocument) -> list[Chunk]:
+        ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A provider writes ``embed_batch``; batching, caching and retries wrap it once."""
+
+    model_version: str
+    dimensions: int
+    max_input_tokens: int  # in the model's own tokens
+    max_batch: int
+
+    def embed_batch(self, texts: Sequence[str]) -> list[list[float]]:
+        ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Token counts in the model's own tokenizer (to enforce ``max_input_tokens``)."""
+        ...
+
+
+@runtime_checkable
+class VectorIndex(Protocol):
+    """A vector store holding one index generation (collection) per embedding setup."""
+
+    def ensure_collection(self, name: str, dimensions: int) -> None: ...
+
+    def upsert(self, collection: str, points: Sequence[IndexedPoint]) -> None: ...
+
+    def delete_document(
+        self, collection: str, tenant: str, document_id: str, keep_version: str | None = None
+    ) -> None:
+        """Delete a document's points; with ``keep_version``, only its other versions."""
+        ...
+
+    def search(
+        self, collection: str, vector: Sequence[float], k: int, flt: SearchFilter
+    ) -> list[SearchHit]: ...
+
+    def count(self, collection: str, tenant: str | None = None, document_id: str | None = None) -> int: ...
+
+    def document_versions(self, collection: str) -> dict[tuple[str, str], int]:
+        """Points per (document_id, document_version): what reconcile compares."""
+        ...
+
+    def optimize(self, collection: str) -> bool:
+        """Build pending HNSW structures; may block for a long time."""
+        ...
+
+    def close(self) -> None: ...
