@@ -31,6 +31,10 @@ class ExtractionError(TerminalError):
         self.source = source
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Crosses the extraction sandbox's pipe: pickle with both arguments.
+        return (type(self), (self.source, self.reason))
+
 
 class LimitExceededError(ExtractionError):
     """A configured size, page, time or memory limit was exceeded."""

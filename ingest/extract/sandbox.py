@@ -1,0 +1,111 @@
+"""Parse untrusted files in a child process with a wall-clock timeout and a memory cap.
+
+A hostile file (deep nesting, xref loops, XML or zip bombs) must yield a per-file error,
+never hang or exhaust the ingesting process. Python cannot interrupt a C-level parse
+or bound one call's memory from inside the process, so each parse runs in a child
+forked from a ``forkserver`` (clean of the parent's threads, with the extractor
+modules preloaded so a fork costs milliseconds), with ``RLIMIT_AS`` raised only by the
+allowed budget above what the child already maps. Recursion limits and stack
+overflows kill only the child; the parent reports the cause.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import resource
+import signal
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.documents import ExtractedDocument
+from schemas.errors import ExtractionError, LimitExceededError
+
+_PRELOAD = ["ingest.extract.registry"]
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    timeout_s: float = 20.0
+    memory_mb: int = 1024
+
+
+def run_sandboxed(
+    fn: Callable[..., ExtractedDocument], limits: SandboxLimits, source_uri: str, *args: Any
+) -> ExtractedDocument:
+    """Run ``fn(*args)`` in a sandboxed child and return its result or raise its error."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    receiver, sender = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child_main, args=(sender, fn, limits.memory_mb, args), daemon=True)
+    child.start()
+    sender.close()
+    try:
+        if not receiver.poll(limits.timeout_s):
+            raise LimitExceededError(source_uri, f"parsing took longer than {limits.timeout_s:g} s; stopped")
+        try:
+            status, payload = receiver.recv()
+        except (EOFError, OSError):
+            child.join(2)
+            raise ExtractionError(source_uri, _death_reason(child.exitcode, limits)) from None
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.kill()
+        child.join(5)
+    if status == "ok":
+        return payload  # type: ignore[no-any-return]
+    if status == "memory":
+        raise LimitExceededError(source_uri, f"parsing needed more than {limits.memory_mb} MB; stopped")
+    if status == "error" and isinstance(payload, ExtractionError):
+        raise payload
+    raise ExtractionError(source_uri, str(payload))
+
+
+def _child_main(conn: multiprocessing.connection.Connection, fn: Callable[..., ExtractedDocument],
+                memory_mb: int, args: tuple[Any, ...]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _limit_memory(memory_mb)
+    try:
+        result: tuple[str, Any] = ("ok", fn(*args))
+    except ExtractionError as exc:
+        result = ("error", exc)
+    except MemoryError:
+        result = ("memory", None)
+    except RecursionError:
+        result = ("crash", "document nesting is too deep to parse (recursion limit)")
+    except Exception as exc:  # noqa: BLE001 - any parser bug becomes a per-file error
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        where = f" at {os.path.basename(frame.filename)}:{frame.lineno}" if frame else ""
+        result = ("crash", f"parser failed: {type(exc).__name__}: {exc}{where}"[:500])
+    try:
+        conn.send(result)
+    except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable library exception
+        conn.send(("crash", f"parser failed: {type(exc).__name__}: {exc}"[:500]))
+    conn.close()
+
+
+def _limit_memory(memory_mb: int) -> None:
+    current = _vm_size_bytes()
+    limit = current + memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _vm_size_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _death_reason(exitcode: int | None, limits: SandboxLimits) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        if -exitcode == signal.SIGSEGV:
+            return f"parser crashed ({name}: nesting too deep or memory limit of {limits.memory_mb} MB)"
+        return f"parser was killed ({name})"
+    return f"parser exited unexpectedly (exit code {exitcode})"
