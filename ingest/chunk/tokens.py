@@ -95,17 +95,24 @@ def _token_byte_lengths(encoding: tiktoken.Encoding) -> np.ndarray:
 
 
 @functools.cache
-def _letter_tables() -> tuple[np.ndarray, np.ndarray]:
-    """(is surely a letter, is surely not a letter) for every BMP code point."""
+def _char_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(surely a letter, surely not a letter, surely not whitespace) per BMP code point.
+
+    "Surely" guards against Python's Unicode tables being older than the regex
+    engine's: unassigned code points are neither letters nor non-letters. Python's
+    ``isspace`` is a superset of Unicode White_Space, so "not isspace" is sure.
+    """
     letter = np.zeros(0x10000, dtype=bool)
     non_letter = np.zeros(0x10000, dtype=bool)
+    non_space = np.zeros(0x10000, dtype=bool)
     for cp in range(0x10000):
         char = chr(cp)
         if char.isalpha():
             letter[cp] = True
         elif unicodedata.category(char) not in ("Cn", "Cs"):
             non_letter[cp] = True
-    return letter, non_letter
+        non_space[cp] = not char.isspace()
+    return letter, non_letter, non_space
 
 
 @functools.cache
@@ -142,36 +149,48 @@ def encode_document(encoding: tiktoken.Encoding, text: str) -> tuple[np.ndarray,
         return encode_document(encoding, fixed)
 
 
-def _letter_boundaries(text: str) -> np.ndarray:
-    """Char positions p with text[p-1] surely a letter and text[p] surely not."""
+def _additive_cuts(text: str) -> np.ndarray:
+    """Every additive cut of ``text``, ascending (the vector twin of ``is_additive_cut``).
+
+    Two kinds: letter boundaries (``text[p-1]`` a letter, ``text[p]`` not) and line
+    starts (``text[p-1]`` is CR or LF, ``text[p]`` is not whitespace): every piece
+    holding a line break is whitespace or punctuation ending in line breaks, so it can
+    neither reach into a non-space char nor be cut differently when the text ends there.
+    """
     if text.isascii():
         codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
         lower = codes | 0x20
         letter = (lower >= 97) & (lower <= 122)
         non_letter = ~letter
+        non_space = ~(((codes >= 9) & (codes <= 13)) | ((codes >= 28) & (codes <= 32)))
     else:
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        letter_table, non_letter_table = _letter_tables()
+        letter_table, non_letter_table, non_space_table = _char_tables()
         bmp = codes < 0x10000
         clipped = np.where(bmp, codes, 0)
         letter = letter_table[clipped] & bmp
         non_letter = non_letter_table[clipped] & bmp
-    return np.flatnonzero(letter[:-1] & non_letter[1:]) + 1
+        non_space = non_space_table[clipped] | ~bmp
+    newline = (codes == 10) | (codes == 13)
+    cuts = (letter[:-1] & non_letter[1:]) | (newline[:-1] & non_space[1:])
+    return np.flatnonzero(cuts) + 1
 
 
-def _scalar_is_letter(char: str) -> bool:
-    """Same answer as the vectorised test in :func:`_letter_boundaries`."""
-    cp = ord(char)
-    if cp < 0x80:
-        return char.isalpha()
-    return cp < 0x10000 and bool(_letter_tables()[0][cp])
-
-
-def _scalar_is_non_letter(char: str) -> bool:
-    cp = ord(char)
-    if cp < 0x80:
-        return not char.isalpha()
-    return cp < 0x10000 and bool(_letter_tables()[1][cp])
+def is_additive_cut_at(text: str, pos: int) -> bool:
+    """Whether token counts add up across ``pos`` (see :func:`_additive_cuts`)."""
+    if not 0 < pos < len(text):
+        return False
+    before, after = ord(text[pos - 1]), ord(text[pos])
+    if before in (10, 13):
+        return after >= 0x10000 or (after < 0x80 and not text[pos].isspace()) or bool(
+            _char_tables()[2][after]
+        )
+    is_letter = text[pos - 1].isalpha() if before < 128 else before < 65536 and bool(_char_tables()[0][before])
+    if not is_letter:
+        return False
+    if after < 0x80:
+        return not text[pos].isalpha()
+    return after < 0x10000 and bool(_char_tables()[1][after])
 
 
 class TokenMap:
@@ -205,21 +224,15 @@ class TokenMap:
         return int(self._tok[max(k, 0)])
 
     def is_additive_cut(self, pos: int) -> bool:
-        """Whether token counts add up across ``pos`` (a letter boundary, see above)."""
-        text = self.text
-        return (
-            self.additive
-            and 0 < pos < len(text)
-            and _scalar_is_letter(text[pos - 1])
-            and _scalar_is_non_letter(text[pos])
-        )
+        """Whether token counts add up across ``pos`` (see :func:`_additive_cuts`)."""
+        return self.additive and is_additive_cut_at(self.text, pos)
 
     def encode_len(self, a: int, b: int) -> int:
         return len(self.encoding.encode_ordinary(self.text[a:b])) if b > a else 0
 
     def _safe_index(self) -> list[int]:
         if self._safe is None:
-            safe = _letter_boundaries(self.text) if self.additive else np.zeros(0, np.int64)
+            safe = _additive_cuts(self.text) if self.additive else np.zeros(0, np.int64)
             where = np.minimum(np.searchsorted(self._chars, safe), len(self._chars) - 1)
             keep = self._chars[where] == safe  # a letter boundary inside a token is dropped
             self._safe = safe[keep].tolist()
