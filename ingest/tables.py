@@ -1,0 +1,53 @@
+"""Relational tables owned by ingestion: the document registry and the embedding cache.
+
+Migrations for every package's tables live in one alembic history in ``services``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+documents = Table(
+    "documents", metadata,
+    Column("tenant", String(128), primary_key=True),
+    Column("document_id", String(64), primary_key=True),
+    Column("version", String(64), nullable=False),
+    Column("source_uri", Text, nullable=False),
+    Column("media_type", String(128)),
+    Column("pipeline_fingerprint", String(32), nullable=False),
+    Column("collection", String(128), nullable=False),
+    Column("chunk_count", Integer, nullable=False, default=0),
+    Column("status", String(16), nullable=False),  # indexed | failed | deleted
+    Column("last_error", Text),
+    Column("access_tags", JSON, nullable=False, default=list),
+    Column("title", Text),
+    Column("metadata", JSON, nullable=False, default=dict),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index(None, "tenant", "status", "updated_at"),
+    Index(None, "source_uri"),
+)
+
+embedding_cache = Table(
+    "embedding_cache", metadata,
+    Column("model_version", String(128), primary_key=True),
+    Column("text_sha256", String(64), primary_key=True),
+    Column("vector", LargeBinary, nullable=False),  # float32, little-endian
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,152 @@
+"""Qdrant Edge (``qdrant-edge-py``): the embedded default, an HNSW index on local disk.
+
+One shard directory per collection under the index root. Edge builds HNSW only in
+``optimize()``, which holds the GIL for the whole build, so this adapter never
+optimizes on its own: the caller decides when (see ``services`` maintenance policy).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from retrieval.index.base import KEYWORD_FIELDS, HnswConfig
+from schemas.errors import VectorIndexError
+from schemas.retrieval import IndexedPoint, SearchFilter, SearchHit
+
+_UPSERT_BATCH = 512
+
+
+class QdrantEdgeIndex:
+    def __init__(self, root: Path, hnsw: HnswConfig | None = None) -> None:
+        self._root = root
+        self._hnsw = hnsw or HnswConfig()
+        self._shards: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def ensure_collection(self, name: str, dimensions: int) -> None:
+        self._shard(name, dimensions)
+
+    def _shard(self, name: str, dimensions: int | None = None) -> Any:
+        shard = self._shards.get(name)
+        if shard is not None:
+            return shard
+        with self._lock:
+            if name in self._shards:
+                return self._shards[name]
+            path = self._root / name
+            try:
+                if (path / "segments").exists() or (path / "edge_config.json").exists():
+                    shard = qe.EdgeShard.load(str(path))
+                elif dimensions is None:
+                    raise VectorIndexError(f"collection {name} does not exist under {self._root}")
+                else:
+                    path.mkdir(parents=True, exist_ok=True)
+                    shard = qe.EdgeShard.create(str(path), self._config(dimensions))
+                    for key in KEYWORD_FIELDS:
+                        shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+            except VectorIndexError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - qdrant_edge raises plain exceptions
+                raise VectorIndexError(f"cannot open Qdrant Edge collection {path}: {exc}") from exc
+            self._shards[name] = shard
+            return shard
+
+    def _config(self, dimensions: int) -> Any:
+        h = self._hnsw
+        return qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=dimensions, distance=qe.Distance.Cosine),
+            hnsw_config=qe.HnswIndexConfig(m=h.m, ef_construct=h.ef_construct,
+                                           full_scan_threshold=h.full_scan_threshold_kb),
+        )
+
+    def upsert(self, collection: str, points: Sequence[IndexedPoint]) -> None:
+        shard = self._shard(collection)
+        for i in range(0, len(points), _UPSERT_BATCH):
+            batch = [qe.Point(p.chunk_id, p.vector, p.payload) for p in points[i : i + _UPSERT_BATCH]]
+            self._call(shard.update, qe.UpdateOperation.upsert_points(batch))
+
+    def upsert_arrays(self, collection: str, ids: Sequence[str], vectors: np.ndarray,
+                      payloads: Sequence[dict[str, Any]]) -> None:
+        """Bulk path for benchmarks and re-embedding: numpy vectors go in without lists."""
+        shard = self._shard(collection)
+        for i in range(0, len(ids), _UPSERT_BATCH):
+            batch = [qe.Point(pid, vec, pl) for pid, vec, pl in
+                     zip(ids[i : i + _UPSERT_BATCH], vectors[i : i + _UPSERT_BATCH], payloads[i : i + _UPSERT_BATCH],
+                         strict=True)]
+            self._call(shard.update, qe.UpdateOperation.upsert_points(batch))
+
+    def delete_document(self, collection: str, tenant: str, document_id: str, keep_version: str | None = None) -> None:
+        must: list[Any] = [_match("tenant", tenant), _match("document_id", document_id)]
+        must_not = [_match("document_version", keep_version)] if keep_version else None
+        shard = self._shard(collection)
+        self._call(shard.update, qe.UpdateOperation.delete_points_by_filter(qe.Filter(must=must, must_not=must_not)))
+
+    def search(self, collection: str, vector: Sequence[float], k: int, flt: SearchFilter) -> list[SearchHit]:
+        shard = self._shard(collection)
+        request = qe.QueryRequest(
+            limit=k, query=qe.Query.Nearest(list(map(float, vector))), filter=_filter(flt), with_payload=True,
+            params=qe.SearchParams(hnsw_ef=self._hnsw.ef_search),
+        )
+        points = self._call(shard.query, request)
+        return [SearchHit(chunk_id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in points]
+
+    def count(self, collection: str, tenant: str | None = None, document_id: str | None = None) -> int:
+        must = [_match(k, v) for k, v in (("tenant", tenant), ("document_id", document_id)) if v]
+        shard = self._shard(collection)
+        return int(self._call(shard.count, qe.CountRequest(exact=True, filter=qe.Filter(must=must) if must else None)))
+
+    def document_versions(self, collection: str) -> dict[tuple[str, str], int]:
+        shard = self._shard(collection)
+        counts: dict[tuple[str, str], int] = {}
+        offset = None
+        selector = qe.PayloadSelector.Include(["document_id", "document_version"])
+        while True:
+            records, offset = self._call(shard.scroll, qe.ScrollRequest(offset=offset, limit=2048, with_payload=selector))
+            for r in records:
+                key = (str(r.payload["document_id"]), str(r.payload["document_version"]))
+                counts[key] = counts.get(key, 0) + 1
+            if offset is None:
+                return counts
+
+    def optimize(self, collection: str) -> bool:
+        return bool(self._call(self._shard(collection).optimize))
+
+    def indexed_vectors(self, collection: str) -> int:
+        return int(self._shard(collection).info().indexed_vectors_count)
+
+    def close(self) -> None:
+        with self._lock:
+            for shard in self._shards.values():
+                shard.flush()
+                shard.close()
+            self._shards.clear()
+
+    @staticmethod
+    def _call(fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - translate once, at the adapter
+            raise VectorIndexError(f"Qdrant Edge {getattr(fn, '__name__', 'call')} failed: {exc}") from exc
+
+
+def _match(key: str, value: str) -> Any:
+    return qe.FieldCondition(key=key, match=qe.MatchValue(value))
+
+
+def _filter(flt: SearchFilter) -> Any:
+    must: list[Any] = [_match("tenant", flt.tenant)]
+    for key, values in (("document_id", flt.document_ids), ("source_uri", flt.source_uris),
+                        ("media_type", flt.media_types)):
+        if values is not None:
+            must.append(qe.FieldCondition(key=key, match=qe.MatchAny(list(values))))
+    if flt.access_tags is not None:
+        tags = qe.FieldCondition(key="access_tags", match=qe.MatchAny(list(flt.access_tags))) if flt.access_tags else None
+        untagged = qe.IsEmptyCondition(key="access_tags")
+        must.append(qe.Filter(should=[c for c in (tags, untagged) if c is not None]))
+    return qe.Filter(must=must)

@@ -1,0 +1,119 @@
+"""Qdrant server or cluster through ``qdrant-client`` (production; any number of replicas).
+
+Tested against qdrant-client's local mode (``QdrantClient(path=...)``), which speaks the
+same client API as a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ApiException
+
+from retrieval.index.base import KEYWORD_FIELDS, HnswConfig
+from schemas.errors import VectorIndexError
+from schemas.retrieval import IndexedPoint, SearchFilter, SearchHit
+
+_UPSERT_BATCH = 256
+
+
+class QdrantServerIndex:
+    def __init__(self, client: QdrantClient, hnsw: HnswConfig | None = None) -> None:
+        self._client = client
+        self._hnsw = hnsw or HnswConfig()
+        self._known: set[str] = set()
+
+    @classmethod
+    def connect(cls, url: str | None = None, api_key: str | None = None, path: str | None = None,
+                hnsw: HnswConfig | None = None) -> QdrantServerIndex:
+        client = QdrantClient(path=path) if path else QdrantClient(url=url, api_key=api_key)
+        return cls(client, hnsw)
+
+    def ensure_collection(self, name: str, dimensions: int) -> None:
+        if name in self._known:
+            return
+        try:
+            if not self._client.collection_exists(name):
+                self._client.create_collection(
+                    name,
+                    vectors_config=models.VectorParams(size=dimensions, distance=models.Distance.COSINE),
+                    hnsw_config=models.HnswConfigDiff(m=self._hnsw.m, ef_construct=self._hnsw.ef_construct,
+                                                      full_scan_threshold=self._hnsw.full_scan_threshold_kb),
+                )
+                for key in KEYWORD_FIELDS:
+                    self._client.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD)
+        except (ApiException, ValueError) as exc:
+            raise VectorIndexError(f"cannot create Qdrant collection {name}: {exc}") from exc
+        self._known.add(name)
+
+    def upsert(self, collection: str, points: Sequence[IndexedPoint]) -> None:
+        for i in range(0, len(points), _UPSERT_BATCH):
+            batch = [models.PointStruct(id=p.chunk_id, vector=p.vector, payload=p.payload)
+                     for p in points[i : i + _UPSERT_BATCH]]
+            self._call(self._client.upsert, collection, batch, wait=True)
+
+    def delete_document(self, collection: str, tenant: str, document_id: str, keep_version: str | None = None) -> None:
+        must_not = [_match("document_version", keep_version)] if keep_version else None
+        selector = models.FilterSelector(filter=models.Filter(
+            must=[_match("tenant", tenant), _match("document_id", document_id)], must_not=must_not))
+        self._call(self._client.delete, collection, selector, wait=True)
+
+    def search(self, collection: str, vector: Sequence[float], k: int, flt: SearchFilter) -> list[SearchHit]:
+        response = self._call(
+            self._client.query_points, collection, list(map(float, vector)),
+            query_filter=_filter(flt), limit=k, with_payload=True,
+            search_params=models.SearchParams(hnsw_ef=self._hnsw.ef_search),
+        )
+        return [SearchHit(chunk_id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in response.points]
+
+    def count(self, collection: str, tenant: str | None = None, document_id: str | None = None) -> int:
+        must: list[Any] = [_match(k, v) for k, v in (("tenant", tenant), ("document_id", document_id)) if v]
+        result = self._call(self._client.count, collection, models.Filter(must=must) if must else None, exact=True)
+        return int(result.count)
+
+    def document_versions(self, collection: str) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        offset = None
+        while True:
+            records, offset = self._call(
+                self._client.scroll, collection, limit=2048, offset=offset,
+                with_payload=["document_id", "document_version"],
+            )
+            for r in records:
+                key = (str(r.payload["document_id"]), str(r.payload["document_version"]))
+                counts[key] = counts.get(key, 0) + 1
+            if offset is None:
+                return counts
+
+    def optimize(self, collection: str) -> bool:
+        return False  # a Qdrant server runs its optimizers in the background
+
+    def close(self) -> None:
+        self._client.close()
+
+    @staticmethod
+    def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ApiException, ValueError, OSError) as exc:
+            raise VectorIndexError(f"Qdrant {fn.__name__} failed: {exc}") from exc
+
+
+def _match(key: str, value: str) -> models.FieldCondition:
+    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+
+
+def _filter(flt: SearchFilter) -> models.Filter:
+    must: list[Any] = [_match("tenant", flt.tenant)]
+    for key, values in (("document_id", flt.document_ids), ("source_uri", flt.source_uris),
+                        ("media_type", flt.media_types)):
+        if values is not None:
+            must.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(values))))
+    if flt.access_tags is not None:
+        should: list[Any] = [models.IsEmptyCondition(is_empty=models.PayloadField(key="access_tags"))]
+        if flt.access_tags:
+            should.append(models.FieldCondition(key="access_tags", match=models.MatchAny(any=list(flt.access_tags))))
+        must.append(models.Filter(should=should))
+    return models.Filter(must=must)
