@@ -227,6 +227,9 @@ class _Walker:
             return _go_method_name(inner)
         if kind == "impl_item":
             return _rust_impl_name(inner)
+        if kind == "type_declaration":  # Go: the names are on its type_spec children
+            specs = [c.child_by_field_name("name") for c in inner.named_children]
+            return ", ".join(_text(n) for n in specs if n is not None) or None
         name = inner.child_by_field_name("name")
         return _text(name) if name is not None else None
 
