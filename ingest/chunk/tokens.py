@@ -20,6 +20,8 @@ end is ``x``::
     tokens(text[a:b]) = tokens(text[a:y]) + full_tokens[T(y):T(x)] + tokens(text[x:b])
 
 where ``T(p)`` is the index of the token boundary at ``p`` in the whole-document pass.
+Line starts followed by a non-space char are additive cuts for the same reason (see
+:func:`_additive_cuts`).
 The letter test is deliberately conservative: only code points whose category Python's
 Unicode database knows are used, and everything outside the BMP counts as neither a
 letter nor a non-letter, so a Unicode-version difference between Python and tiktoken's
