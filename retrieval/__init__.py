@@ -1,0 +1,5 @@
+"""Vector indexes, retrieval, prompt templates and answer generators."""
+
+from retrieval.retriever import RetrievalTimings, Retriever
+
+__all__ = ["RetrievalTimings", "Retriever"]

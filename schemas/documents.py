@@ -74,3 +74,19 @@ class SourceDocument:
     media_type: str | None = None  # caller's hint; content detection still runs
     password: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedChunk:
+    """A chunk's text as it was indexed, kept forever by chunk_id (immutable per version)
+    so an answer can be replayed after its document changed or was deleted."""
+
+    chunk_id: str
+    tenant: str
+    document_id: str
+    document_version: str
+    source_uri: str
+    chunk_index: int
+    text: str
+    page_start: int | None = None
+    page_end: int | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from schemas.documents import Chunk, ExtractedDocument
+from schemas.documents import ArchivedChunk, Chunk, ExtractedDocument
 from schemas.retrieval import IndexedPoint, SearchFilter, SearchHit
 
 
@@ -72,8 +72,8 @@ class VectorIndex(Protocol):
 
     def count(self, collection: str, tenant: str | None = None, document_id: str | None = None) -> int: ...
 
-    def document_versions(self, collection: str) -> dict[tuple[str, str], int]:
-        """Points per (document_id, document_version): what reconcile compares."""
+    def document_versions(self, collection: str) -> dict[tuple[str, str, str], int]:
+        """Points per (tenant, document_id, document_version): what reconcile compares."""
         ...
 
     def optimize(self, collection: str) -> bool:
@@ -81,3 +81,10 @@ class VectorIndex(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ChunkArchive(Protocol):
+    """Keeps the text of every chunk ever indexed (written by ingest, read by lineage)."""
+
+    def archive_chunks(self, chunks: Sequence[ArchivedChunk]) -> None: ...

@@ -17,6 +17,7 @@ from schemas.errors import ExtractionError
 
 _BOMS = (("utf-8-sig", b"\xef\xbb\xbf"), ("utf-32", b"\xff\xfe\x00\x00"),
          ("utf-32", b"\x00\x00\xfe\xff"), ("utf-16", b"\xff\xfe"), ("utf-16", b"\xfe\xff"))
+_PREFERRED_LEGACY = ("cp1252", "iso8859_15", "latin_1")
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
@@ -31,9 +32,17 @@ def decode_text(data: bytes, source_uri: str) -> tuple[str, str]:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
-    best = charset_normalizer.from_bytes(data).best()
-    if best is None:
+    results = list(charset_normalizer.from_bytes(data))
+    if not results:
         raise ExtractionError(source_uri, "not text: no character encoding decodes it")
+    # Single-byte Latin code pages are near-ties on short Western text (cp1257 and cp1252
+    # both decode French "crème"); among near-equal candidates prefer the most common one.
+    best = results[0]
+    close = [r for r in results if r.chaos <= best.chaos + 0.05]
+    for preferred in _PREFERRED_LEGACY:
+        match = next((r for r in close if preferred in (r.encoding, *r.could_be_from_charset)), None)
+        if match is not None:
+            return data.decode(preferred), preferred
     return str(best), best.encoding
 
 

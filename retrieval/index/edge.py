@@ -101,15 +101,15 @@ class QdrantEdgeIndex:
         shard = self._shard(collection)
         return int(self._call(shard.count, qe.CountRequest(exact=True, filter=qe.Filter(must=must) if must else None)))
 
-    def document_versions(self, collection: str) -> dict[tuple[str, str], int]:
+    def document_versions(self, collection: str) -> dict[tuple[str, str, str], int]:
         shard = self._shard(collection)
-        counts: dict[tuple[str, str], int] = {}
+        counts: dict[tuple[str, str, str], int] = {}
         offset = None
-        selector = qe.PayloadSelector.Include(["document_id", "document_version"])
+        selector = qe.PayloadSelector.Include(["tenant", "document_id", "document_version"])
         while True:
             records, offset = self._call(shard.scroll, qe.ScrollRequest(offset=offset, limit=2048, with_payload=selector))
             for r in records:
-                key = (str(r.payload["document_id"]), str(r.payload["document_version"]))
+                key = (str(r.payload["tenant"]), str(r.payload["document_id"]), str(r.payload["document_version"]))
                 counts[key] = counts.get(key, 0) + 1
             if offset is None:
                 return counts

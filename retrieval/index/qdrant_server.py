@@ -73,16 +73,16 @@ class QdrantServerIndex:
         result = self._call(self._client.count, collection, models.Filter(must=must) if must else None, exact=True)
         return int(result.count)
 
-    def document_versions(self, collection: str) -> dict[tuple[str, str], int]:
-        counts: dict[tuple[str, str], int] = {}
+    def document_versions(self, collection: str) -> dict[tuple[str, str, str], int]:
+        counts: dict[tuple[str, str, str], int] = {}
         offset = None
         while True:
             records, offset = self._call(
                 self._client.scroll, collection, limit=2048, offset=offset,
-                with_payload=["document_id", "document_version"],
+                with_payload=["tenant", "document_id", "document_version"],
             )
             for r in records:
-                key = (str(r.payload["document_id"]), str(r.payload["document_version"]))
+                key = (str(r.payload["tenant"]), str(r.payload["document_id"]), str(r.payload["document_version"]))
                 counts[key] = counts.get(key, 0) + 1
             if offset is None:
                 return counts

@@ -1,0 +1,174 @@
+"""sources -> extract -> chunk -> embed -> index, one document at a time.
+
+Re-ingest semantics (DESIGN.md): an unchanged document under the same pipeline
+fingerprint is a no-op that costs no embedding call; a changed one is indexed under
+its new version first and only then are its old version's points deleted, so there is
+never a moment with the document missing from search.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ingest.embed.client import EmbeddingClient
+from ingest.extract.registry import ExtractionLimits, extract_document
+from ingest.registry import DocumentRegistry
+from ingest.sources import SourceFailure
+from schemas import ids
+from schemas.documents import ArchivedChunk, Chunk, ExtractedDocument, SourceDocument
+from schemas.errors import BudgetExceededError, EmbeddingError, ExtractionError, TerminalError
+from schemas.protocols import ChunkArchive, Chunker, VectorIndex
+from schemas.retrieval import IndexedPoint
+
+Status = Literal["new", "updated", "unchanged", "failed"]
+
+
+@dataclass(frozen=True)
+class DocumentOutcome:
+    source_uri: str
+    status: Status
+    document_id: str | None = None
+    version: str | None = None
+    chunks: int = 0
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass
+class IngestSummary:
+    documents: dict[str, int] = field(default_factory=lambda: {"new": 0, "updated": 0, "unchanged": 0, "failed": 0})
+    chunks: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    stopped: str | None = None
+    estimate: dict[str, Any] | None = None
+    elapsed_s: float = 0.0
+
+    def add(self, outcome: DocumentOutcome) -> None:
+        self.documents[outcome.status] += 1
+        self.chunks += outcome.chunks
+        self.warnings.extend(outcome.warnings)
+        if outcome.error:
+            self.errors.append({"source": outcome.source_uri, "error": outcome.error})
+
+
+class IngestPipeline:
+    def __init__(self, *, limits: ExtractionLimits, chunker_for: Callable[[ExtractedDocument], Chunker],
+                 embedder: EmbeddingClient, index: VectorIndex, registry: DocumentRegistry, collection: str,
+                 pipeline_fingerprint: str, archive: ChunkArchive | None = None) -> None:
+        self._limits = limits
+        self._chunker_for = chunker_for
+        self.embedder = embedder
+        self._index = index
+        self._registry = registry
+        self.collection = collection
+        self.fingerprint = pipeline_fingerprint
+        self._archive = archive
+
+    def ingest(self, sources: Iterable[SourceDocument | SourceFailure], *, estimate_only: bool = False,
+               on_document: Callable[[DocumentOutcome], None] | None = None) -> IngestSummary:
+        summary = IngestSummary()
+        started = time.perf_counter()
+        estimate = {"texts": 0, "uncached_texts": 0, "tokens": 0, "cost_usd": 0.0}
+        self._index.ensure_collection(self.collection, self.embedder.embedder.dimensions)
+        for source in sources:
+            try:
+                if isinstance(source, SourceFailure):
+                    outcome = DocumentOutcome(source.source_uri, "failed", error=source.error)
+                elif estimate_only:
+                    outcome = self._estimate_one(source, estimate)
+                else:
+                    outcome = self.ingest_one(source)
+            except BudgetExceededError as exc:
+                summary.stopped = str(exc)
+                break
+            summary.add(outcome)
+            if on_document:
+                on_document(outcome)
+        summary.estimate = estimate if estimate_only else None
+        summary.elapsed_s = time.perf_counter() - started
+        return summary
+
+    def ingest_one(self, source: SourceDocument) -> DocumentOutcome:
+        """Index one document; a bad document becomes a failed outcome, never an exception."""
+        doc_id = source.document_id or ids.document_id(source.tenant, source.source_uri)
+        version = ids.document_version(source.data)
+        existing = self._registry.get(source.tenant, doc_id)
+        if (existing and existing.status == "indexed" and existing.version == version
+                and existing.pipeline_fingerprint == self.fingerprint and existing.collection == self.collection):
+            return DocumentOutcome(source.source_uri, "unchanged", doc_id, version, existing.chunk_count)
+        try:
+            document, chunks = self._extract_and_chunk(source)
+            vectors = self.embedder.embed([c.text for c in chunks])
+        except BudgetExceededError:
+            raise
+        except (TerminalError, EmbeddingError) as exc:
+            error = exc.reason if isinstance(exc, ExtractionError) else str(exc)
+            self._registry.record_failed(
+                tenant=source.tenant, document_id=doc_id, version=version, source_uri=source.source_uri,
+                error=error, pipeline_fingerprint=self.fingerprint, collection=self.collection)
+            return DocumentOutcome(source.source_uri, "failed", doc_id, version, error=error)
+        chunk_ids = [ids.chunk_id(doc_id, version, self.fingerprint, c.index) for c in chunks]
+        payload_base = {
+            "tenant": source.tenant, "document_id": doc_id, "document_version": version,
+            "source_uri": source.source_uri, "media_type": document.media_type,
+            "access_tags": list(source.access_tags), "title": document.metadata.get("title"),
+        }
+        points = [IndexedPoint(chunk_id=cid, vector=vec.tolist(), payload={**payload_base, **_chunk_payload(c)})
+                  for cid, c, vec in zip(chunk_ids, chunks, vectors, strict=True)]
+        if self._archive:
+            self._archive.archive_chunks([
+                ArchivedChunk(cid, source.tenant, doc_id, version, source.source_uri, c.index, c.text,
+                              c.page_start, c.page_end)
+                for cid, c in zip(chunk_ids, chunks, strict=True)])
+        self._index.upsert(self.collection, points)
+        self._index.delete_document(self.collection, source.tenant, doc_id, keep_version=version)
+        self._registry.record_indexed(
+            tenant=source.tenant, document_id=doc_id, version=version, source_uri=source.source_uri,
+            media_type=document.media_type, pipeline_fingerprint=self.fingerprint, collection=self.collection,
+            chunk_count=len(chunks), access_tags=list(source.access_tags),
+            title=document.metadata.get("title"), metadata={**document.metadata, **source.metadata})
+        status: Status = "updated" if existing and existing.status == "indexed" else "new"
+        return DocumentOutcome(source.source_uri, status, doc_id, version, len(chunks), warnings=document.warnings)
+
+    def delete(self, tenant: str, document_id: str) -> bool:
+        """Remove a document from retrieval (lineage and archived chunks stay)."""
+        record = self._registry.get(tenant, document_id)
+        if record is None or record.status == "deleted":
+            return False
+        self._index.delete_document(record.collection, tenant, document_id)
+        self._registry.record_deleted(tenant, document_id)
+        return True
+
+    def _extract_and_chunk(self, source: SourceDocument) -> tuple[ExtractedDocument, list[Chunk]]:
+        document = extract_document(source, self._limits)
+        if not document.sections:
+            detail = "; ".join(document.warnings) or "no text"
+            raise ExtractionError(source.source_uri, f"no extractable text ({detail})")
+        chunks = self._chunker_for(document).chunk(document)
+        if not chunks:
+            raise ExtractionError(source.source_uri, "chunking produced no chunks")
+        return document, chunks
+
+    def _estimate_one(self, source: SourceDocument, estimate: dict[str, Any]) -> DocumentOutcome:
+        try:
+            _, chunks = self._extract_and_chunk(source)
+        except TerminalError as exc:
+            return DocumentOutcome(source.source_uri, "failed", error=str(exc))
+        cost = self.embedder.estimate([c.text for c in chunks])
+        estimate["texts"] += cost.texts
+        estimate["uncached_texts"] += cost.uncached_texts
+        estimate["tokens"] += cost.tokens
+        estimate["cost_usd"] += cost.cost_usd
+        return DocumentOutcome(source.source_uri, "new", chunks=len(chunks))
+
+
+def _chunk_payload(chunk: Chunk) -> dict[str, Any]:
+    return {
+        "chunk_index": chunk.index, "text": chunk.text, "start": chunk.start, "end": chunk.end,
+        "token_count": chunk.token_count, "page_start": chunk.page_start, "page_end": chunk.page_end,
+        "heading_path": list(chunk.heading_path), "symbol": chunk.symbol,
+    }

@@ -1,0 +1,116 @@
+"""The document registry: what is indexed, at which version, under which pipeline.
+
+It is what makes re-ingest a no-op for unchanged documents and what ``reconcile``
+compares with the vector index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, select, update
+
+from ingest.tables import documents
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    tenant: str
+    document_id: str
+    version: str
+    source_uri: str
+    media_type: str | None
+    pipeline_fingerprint: str
+    collection: str
+    chunk_count: int
+    status: str
+    last_error: str | None
+    access_tags: list[str]
+    title: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class DocumentRegistry:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def get(self, tenant: str, document_id: str) -> DocumentRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(documents).where(documents.c.tenant == tenant, documents.c.document_id == document_id)
+            ).mappings().first()
+        return DocumentRecord(**row) if row else None
+
+    def record_indexed(self, *, tenant: str, document_id: str, version: str, source_uri: str, media_type: str,
+                       pipeline_fingerprint: str, collection: str, chunk_count: int, access_tags: list[str],
+                       title: str | None, metadata: dict[str, Any]) -> None:
+        self._upsert(tenant, document_id, {
+            "version": version, "source_uri": source_uri, "media_type": media_type,
+            "pipeline_fingerprint": pipeline_fingerprint, "collection": collection, "chunk_count": chunk_count,
+            "status": "indexed", "last_error": None, "access_tags": access_tags, "title": title,
+            "metadata": metadata,
+        })
+
+    def record_failed(self, *, tenant: str, document_id: str, version: str, source_uri: str, error: str,
+                      pipeline_fingerprint: str, collection: str) -> None:
+        """A failure on a document that is already indexed keeps its indexed version."""
+        existing = self.get(tenant, document_id)
+        if existing and existing.status == "indexed":
+            self._update(tenant, document_id, {"last_error": error})
+            return
+        self._upsert(tenant, document_id, {
+            "version": version, "source_uri": source_uri, "pipeline_fingerprint": pipeline_fingerprint,
+            "collection": collection, "chunk_count": 0, "status": "failed", "last_error": error,
+            "access_tags": [], "metadata": {},
+        })
+
+    def record_stale(self, tenant: str, document_id: str, reason: str) -> None:
+        """Force the next ingest of this document to re-index it (reconcile repair)."""
+        self._update(tenant, document_id, {"status": "stale", "last_error": reason})
+
+    def record_deleted(self, tenant: str, document_id: str) -> None:
+        self._update(tenant, document_id, {"status": "deleted", "chunk_count": 0})
+
+    def indexed(self, collection: str | None = None) -> Iterator[DocumentRecord]:
+        query = select(documents).where(documents.c.status == "indexed")
+        if collection:
+            query = query.where(documents.c.collection == collection)
+        with self._engine.connect() as conn:
+            for row in conn.execute(query.execution_options(yield_per=1000)).mappings():
+                yield DocumentRecord(**row)
+
+    def list(self, tenant: str, *, status: str | None = None, source_prefix: str | None = None,
+             limit: int = 50, offset: int = 0) -> tuple[list[DocumentRecord], int]:
+        conds = [documents.c.tenant == tenant]
+        if status:
+            conds.append(documents.c.status == status)
+        if source_prefix:
+            conds.append(documents.c.source_uri.startswith(source_prefix, autoescape=True))
+        with self._engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(documents).where(and_(*conds))).scalar_one()
+            rows = conn.execute(
+                select(documents).where(and_(*conds))
+                .order_by(documents.c.updated_at.desc(), documents.c.document_id).limit(limit).offset(offset)
+            ).mappings().all()
+        return [DocumentRecord(**r) for r in rows], int(total)
+
+    def _update(self, tenant: str, document_id: str, values: dict[str, Any]) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(update(documents).where(documents.c.tenant == tenant, documents.c.document_id == document_id)
+                         .values(**values, updated_at=datetime.now(UTC)))
+
+    def _upsert(self, tenant: str, document_id: str, values: dict[str, Any]) -> None:
+        now = datetime.now(UTC)
+        with self._engine.begin() as conn:
+            changed = conn.execute(
+                update(documents).where(documents.c.tenant == tenant, documents.c.document_id == document_id)
+                .values(**values, updated_at=now)
+            ).rowcount
+            if not changed:
+                conn.execute(documents.insert().values(
+                    tenant=tenant, document_id=document_id, created_at=now, updated_at=now, **values))

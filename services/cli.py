@@ -1,0 +1,201 @@
+"""The ``ragline`` command line. Command bodies stay thin and delegate to the core."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from ingest.pipeline import DocumentOutcome, IngestSummary
+from ingest.reconcile import reconcile
+from ingest.sources import SourceOptions, iter_sources, load_passwords
+from schemas.errors import RaglineError
+from services import output
+from services.settings import Settings
+from services.operations import reingest_from_source
+from services.wiring import Components
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="ragline: RAG ingestion with answer lineage.")
+
+EXIT_PARTIAL = 3
+JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
+TenantOpt = Annotated[str | None, typer.Option("--tenant", help="tenant (default: RAGLINE_DEFAULT_TENANT)")]
+
+
+def _components() -> Components:
+    return Components(Settings())
+
+
+@app.command()
+def ingest(
+    targets: Annotated[list[str], typer.Argument(help="files, folders or http(s) URLs")],
+    as_json: JsonFlag = False,
+    tenant: TenantOpt = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="access tag (repeatable)")] = None,
+    estimate: Annotated[bool, typer.Option("--estimate", help="print tokens and cost; embed nothing")] = False,
+    passwords: Annotated[Path | None, typer.Option("--passwords", help="JSON file: name -> PDF password")] = None,
+) -> None:
+    """Index documents: extract, chunk, embed and upsert; unchanged ones cost nothing."""
+    comps = _components()
+    settings = comps.settings
+    options = SourceOptions(
+        tenant=tenant or settings.default_tenant, access_tags=tuple(tag or ()),
+        passwords=load_passwords(passwords or settings.extraction.passwords_file),
+        max_bytes=settings.extraction.max_bytes,
+    )
+    pipeline = comps.pipeline()
+    with output.progress("ingesting", enabled=not as_json) as bar:
+        started = time.perf_counter()
+        done = 0
+
+        def on_document(outcome: DocumentOutcome) -> None:
+            nonlocal done
+            done += 1
+            if outcome.status == "failed" and not as_json:
+                output.error(f"{outcome.source_uri}: {outcome.error}")
+            if bar:
+                rate = done / max(time.perf_counter() - started, 1e-6)
+                bar[0].update(bar[1], advance=1, rate=rate, last=Path(outcome.source_uri).name[:40])
+
+        summary = pipeline.ingest(iter_sources(targets, options), estimate_only=estimate, on_document=on_document)
+    stats = pipeline.embedder.stats
+    if not estimate and settings.index.backend == "edge" and stats.embedded_texts >= settings.index.optimize_after_points:
+        if not as_json:
+            output.stderr.print(f"building the HNSW index for {pipeline.collection} …")
+        comps.index.optimize(pipeline.collection)
+    comps.close()
+    _render_ingest(summary, stats, as_json)
+    if summary.stopped:
+        output.error(summary.stopped)
+        raise typer.Exit(1)
+    raise typer.Exit(EXIT_PARTIAL if summary.documents["failed"] else 0)
+
+
+def _render_ingest(summary: IngestSummary, stats: Any, as_json: bool) -> None:
+    data: dict[str, Any] = {
+        "documents": summary.documents, "chunks": summary.chunks, "embedded_texts": stats.embedded_texts,
+        "embedding_requests": stats.requests, "errors": summary.errors,
+        "cache_hits": stats.cache_hits, "embedding_tokens": stats.tokens, "cost_usd": round(stats.cost_usd, 6),
+        "over_long_inputs": stats.over_long, "warnings": summary.warnings, "elapsed_s": round(summary.elapsed_s, 3),
+    }
+    if summary.estimate is not None:
+        data["estimate"] = summary.estimate
+    if as_json:
+        output.emit_json(data)
+        return
+    docs = summary.documents
+    rate = sum(docs.values()) / max(summary.elapsed_s, 1e-6)
+    output.stdout.print(
+        f"documents: {docs['new']} new, {docs['updated']} updated, {docs['unchanged']} unchanged, "
+        f"{docs['failed']} failed · {summary.chunks} chunks · {stats.embedded_texts} texts embedded in "
+        f"{stats.requests} requests ({stats.cache_hits} cached) · {rate:.1f} docs/s"
+    )
+    if stats.over_long:
+        output.stdout.print(f"{stats.over_long} chunk(s) exceeded the embedding model's window (policy applied)")
+    if summary.estimate:
+        est = summary.estimate
+        output.stdout.print(f"estimate: {est['uncached_texts']} texts to embed, {est['tokens']:,} tokens, "
+                            f"${est['cost_usd']:.4f}")
+    for warning in summary.warnings:
+        output.stderr.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="what to look for")],
+    k: Annotated[int, typer.Option("--k", min=1, max=100)] = 5,
+    as_json: JsonFlag = False,
+    tenant: TenantOpt = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="only chunks readable with these tags")] = None,
+) -> None:
+    """Search the index and print the best-matching chunks."""
+    from retrieval.retriever import Retriever
+    from schemas.retrieval import SearchFilter
+
+    comps = _components()
+    retriever = Retriever(comps.embedder, comps.index, comps.collection)
+    comps.index.ensure_collection(comps.collection, comps.embedder.dimensions)
+    flt = SearchFilter(tenant=tenant or comps.settings.default_tenant, access_tags=tuple(tag) if tag else None)
+    chunks, _ = retriever.retrieve(query, k, flt)
+    comps.close()
+    if as_json:
+        output.emit_json([
+            {"chunk_id": c.chunk_id, "document_id": c.document_id, "source_uri": c.source_uri, "score": c.score,
+             "text": c.text, "page_start": c.page_start, "page_end": c.page_end} for c in chunks])
+        return
+    if not chunks:
+        output.stdout.print("no results")
+    for c in chunks:
+        pages = f" p.{c.page_start}" + (f"-{c.page_end}" if c.page_end != c.page_start else "") if c.page_start else ""
+        output.stdout.print(f"[bold]{c.rank}. {c.score:.3f}[/] {c.source_uri}{pages}")
+        output.stdout.print("   " + " ".join(c.text.split())[:300], highlight=False)
+
+
+@app.command(name="reconcile")
+def reconcile_cmd(
+    repair: Annotated[bool, typer.Option("--repair", help="delete orphan points, re-index missing ones")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Compare the document registry with the vector index (and repair on request)."""
+    comps = _components()
+    pipeline = comps.pipeline()
+
+    comps.index.ensure_collection(comps.collection, comps.embedder.dimensions)
+    report = reconcile(comps.registry, comps.index, comps.collection, repair=repair,
+                       reingest=lambda t, d: reingest_from_source(comps, pipeline, t, d))
+    comps.close()
+    if as_json:
+        output.emit_json(report.to_dict())
+    else:
+        output.stdout.print(f"{report.collection}: {report.documents} documents, {report.points} points")
+        output.table("discrepancies", ["kind", "tenant", "document", "version", "expected", "found", "repaired"],
+                     [[d.kind, d.tenant, d.document_id, d.version[:12], d.expected, d.found, d.repaired]
+                      for d in report.discrepancies])
+    raise typer.Exit(0 if report.consistent else EXIT_PARTIAL)
+
+
+@app.command()
+def optimize() -> None:
+    """Build the HNSW index of the current collection (Qdrant Edge; blocks this process)."""
+    comps = _components()
+    comps.index.ensure_collection(comps.collection, comps.embedder.dimensions)
+    started = time.perf_counter()
+    changed = comps.index.optimize(comps.collection)
+    comps.close()
+    output.stdout.print(f"{'optimized' if changed else 'already optimal'} in {time.perf_counter() - started:.1f} s")
+
+
+def main() -> None:
+    """Entry point: one error trap turns ragline errors into stderr messages and exit codes."""
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        output.error("aborted")
+        sys.exit(130)
+    except ValidationError as exc:
+        output.error(_settings_message(exc))
+        sys.exit(1)
+    except RaglineError as exc:
+        output.error(str(exc))
+        sys.exit(1)
+    except Exception as exc:  # click usage errors carry their own exit code (2)
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+def _settings_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        path = "__".join(str(p) for p in err["loc"]).upper()
+        parts.append(f"RAGLINE_{path}={err.get('input')!r}: {err['msg']}")
+    return "invalid settings: " + "; ".join(parts)

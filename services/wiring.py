@@ -1,0 +1,167 @@
+"""Build the components from Settings: the only place that knows every implementation.
+
+Backends are picked from settings through small tables of lazy builders, so a missing
+optional dependency surfaces as an install hint only when that backend is chosen.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy import Engine
+
+from ingest.chunk import load_chunker
+from ingest.embed import BatchingConfig, EmbeddingCache, EmbeddingClient
+from ingest.extract import ExtractionLimits, detect
+from ingest.pipeline import IngestPipeline
+from ingest.registry import DocumentRegistry
+from retrieval.index import QdrantEdgeIndex, QdrantServerIndex, collection_name
+from schemas import ids
+from schemas.documents import ExtractedDocument
+from schemas.errors import ConfigurationError
+from schemas.protocols import Chunker, Embedder, VectorIndex
+from services.db import make_engine, migrate
+from services.settings import Settings
+
+#: Bumped when extraction output changes in a way that should re-index everything.
+EXTRACTION_VERSION = 1
+_PARSERS = ("pdfplumber", "trafilatura", "unstructured")
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    cfg = settings.embedding
+    if cfg.provider == "local":
+        from ingest.embed.local import LocalMiniLMEmbedder
+
+        return LocalMiniLMEmbedder(threads=cfg.threads)
+    from ingest.embed.openai_embedder import OpenAIEmbedder
+
+    if cfg.api_key is None and cfg.base_url is None:
+        raise ConfigurationError("RAGLINE_EMBEDDING__API_KEY is required for the openai embedding provider")
+    return OpenAIEmbedder(cfg.model, cfg.api_key.get_secret_value() if cfg.api_key else None, cfg.base_url,
+                          cfg.dimensions, cfg.timeout_s, encoding=settings.chunking.encoding)
+
+
+def build_index(settings: Settings) -> VectorIndex:
+    cfg = settings.index
+    if cfg.backend == "edge":
+        return QdrantEdgeIndex(settings.home / "index", cfg.hnsw)
+    if cfg.qdrant_url is None and cfg.qdrant_path is None:
+        raise ConfigurationError("RAGLINE_INDEX__QDRANT_URL (or RAGLINE_INDEX__QDRANT_PATH) is required for backend qdrant")
+    key = cfg.qdrant_api_key.get_secret_value() if cfg.qdrant_api_key else None
+    path = str(cfg.qdrant_path) if cfg.qdrant_path else None
+    return QdrantServerIndex.connect(cfg.qdrant_url, key, path, cfg.hnsw)
+
+
+def default_chunk_budget(embedder: Embedder) -> int:
+    """A cl100k budget that fits the model's window for ordinary prose.
+
+    WordPiece models read ~1.2 pieces per cl100k token on English text; the remainder
+    (code, CJK) is caught by the embedding client's over-long policy and reported.
+    """
+    return min(512, int(embedder.max_input_tokens / 1.3))
+
+
+class ChunkerSet:
+    """Picks the chunker per media type: code chunker for source code, else the default."""
+
+    def __init__(self, settings: Settings, budget: int) -> None:
+        cfg = settings.chunking
+        self._by_media_type = cfg.by_media_type
+        self._default = cfg.default_chunker
+        self._code = cfg.code_chunker
+        self._common = {"max_tokens": budget, "encoding": cfg.encoding}
+        self._overlap = min(cfg.overlap, budget // 4)
+        self._built: dict[str, Chunker] = {}
+
+    def name_for(self, media_type: str) -> str:
+        if media_type in self._by_media_type:
+            return self._by_media_type[media_type]
+        return self._code if detect.language_of(media_type) else self._default
+
+    def get(self, name: str) -> Chunker:
+        if name not in self._built:
+            extra = {"overlap": self._overlap} if name == "fixed" else {}
+            self._built[name] = load_chunker(name, **self._common, **extra)
+        return self._built[name]
+
+    def __call__(self, document: ExtractedDocument) -> Chunker:
+        return self.get(self.name_for(document.media_type))
+
+    def fingerprint_config(self) -> dict[str, object]:
+        names = {self._default, self._code, *self._by_media_type.values()}
+        return {"by_media_type": self._by_media_type, "default": self._default, "code": self._code,
+                "chunkers": {n: self.get(n).config() for n in sorted(names)}}
+
+
+@dataclass
+class Components:
+    """Lazily built, shared clients for one process."""
+
+    settings: Settings
+
+    @cached_property
+    def engine(self) -> Engine:
+        engine = make_engine(self.settings.sqlalchemy_url)
+        migrate(engine)
+        return engine
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return build_embedder(self.settings)
+
+    @cached_property
+    def index(self) -> VectorIndex:
+        return build_index(self.settings)
+
+    @cached_property
+    def registry(self) -> DocumentRegistry:
+        return DocumentRegistry(self.engine)
+
+    @cached_property
+    def chunkers(self) -> ChunkerSet:
+        budget = self.settings.chunking.max_tokens or default_chunk_budget(self.embedder)
+        return ChunkerSet(self.settings, budget)
+
+    @cached_property
+    def pipeline_fingerprint(self) -> str:
+        parsers = {name: _version(name) for name in _PARSERS}
+        return ids.fingerprint({
+            "extraction": EXTRACTION_VERSION, "parsers": parsers, "chunking": self.chunkers.fingerprint_config(),
+            "embedding": self.embedder.model_version,
+        })
+
+    @cached_property
+    def collection(self) -> str:
+        return collection_name(self.embedder.model_version, self.embedder.dimensions, self.pipeline_fingerprint)
+
+    def embedding_client(self) -> EmbeddingClient:
+        cfg = self.settings.embedding
+        price = cfg.price_per_million_tokens
+        if price is None:
+            price = float(getattr(self.embedder, "price_per_million_tokens", 0.0))
+        batching: BatchingConfig = cfg.batching
+        return EmbeddingClient(self.embedder, EmbeddingCache(self.engine), batching, price, cfg.budget_usd)
+
+    def pipeline(self) -> IngestPipeline:
+        ext = self.settings.extraction
+        return IngestPipeline(
+            limits=ExtractionLimits(ext.max_bytes, ext.max_pages, ext.timeout_s, ext.memory_mb),
+            chunker_for=self.chunkers, embedder=self.embedding_client(), index=self.index,
+            registry=self.registry, collection=self.collection, pipeline_fingerprint=self.pipeline_fingerprint,
+        )
+
+    def close(self) -> None:
+        if "index" in self.__dict__:
+            self.index.close()
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
