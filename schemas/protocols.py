@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from schemas.documents import ArchivedChunk, Chunk, ExtractedDocument
+from schemas.lineage import AnswerRecord
 from schemas.retrieval import IndexedPoint, SearchFilter, SearchHit
 
 
@@ -88,3 +89,25 @@ class ChunkArchive(Protocol):
     """Keeps the text of every chunk ever indexed (written by ingest, read by lineage)."""
 
     def archive_chunks(self, chunks: Sequence[ArchivedChunk]) -> None: ...
+
+
+@runtime_checkable
+class LineageSink(Protocol):
+    """Persists an answer's lineage. Every answer path goes through it; if it raises,
+    the client gets an error, never an answer without lineage.
+
+    ``record_answer`` writes the relational rows and the outbox event in one
+    transaction. Streaming answers call ``begin_stream`` before the first byte (rows
+    with status ``streaming``) and ``finish_stream`` when the stream ends (status
+    ``complete`` or ``incomplete``; the event enters the outbox in that transaction).
+    """
+
+    def record_answer(self, answer: AnswerRecord) -> None: ...
+
+    def begin_stream(self, answer: AnswerRecord) -> None: ...
+
+    def finish_stream(self, answer: AnswerRecord) -> None: ...
+
+    def find_answer(self, tenant: str, answer_id: str) -> AnswerRecord | None:
+        """The recorded answer (for idempotent retries), or None."""
+        ...

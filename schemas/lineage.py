@@ -1,0 +1,64 @@
+"""What an answer's lineage records: built on the answer path, persisted by a LineageSink.
+
+Field names follow DESIGN.md ("the lineage CloudEvent"); ``retrieved[]`` items are
+{chunk_id, document_id, document_version, source_uri, rank, score} plus ``cited``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ANSWER_EVENT_TYPE = "ai.ragline.answer.generated.v1"
+DOCUMENT_INDEXED_EVENT_TYPE = "ai.ragline.document.indexed.v1"
+DOCUMENT_DELETED_EVENT_TYPE = "ai.ragline.document.deleted.v1"
+
+AnswerStatus = Literal["complete", "no_answer", "streaming", "incomplete"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class RetrievedRef(_Frozen):
+    chunk_id: str
+    document_id: str
+    document_version: str
+    source_uri: str
+    rank: int
+    score: float
+    cited: bool = False
+
+
+class TokenUsage(_Frozen):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class AnswerRecord(_Frozen):
+    """Everything lineage needs about one answer, in one immutable value."""
+
+    answer_id: str
+    tenant: str
+    created_at: datetime
+    status: AnswerStatus
+    endpoint: str  # /v1/query | /v1/chat/completions
+    request_id: str | None = None
+    query: str
+    store_query_text: bool = True  # False: only the query's SHA-256 is persisted
+    answer_text: str = ""
+    retrieved: list[RetrievedRef] = Field(default_factory=list)
+    embedding_model_version: str
+    prompt_template_version: str
+    prompt_template_sha256: str
+    llm_model_version: str
+    retrieval_timestamp: datetime
+    collection: str
+    filters: dict[str, Any] = Field(default_factory=dict)
+    usage: TokenUsage = TokenUsage()
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    traceparent: str | None = None
+    response: dict[str, Any] | None = None  # the API response body, replayed for a retried Idempotency-Key
