@@ -67,6 +67,38 @@ class IndexSettings(_Group):
     )
 
 
+class ApiKey(_Group):
+    """One API key: who it is (tenant), what it may do (roles), what it may read (tags)."""
+
+    key: SecretStr
+    tenant: str
+    roles: tuple[Literal["reader", "ingester", "auditor", "admin"], ...] = ("reader",)
+    access_tags: tuple[str, ...] | None = Field(None, description="None: every chunk of the tenant")
+
+
+class ApiSettings(_Group):
+    keys: tuple[ApiKey, ...] = Field((), description="no keys: local use, one default tenant, loopback only")
+    cors_origins: tuple[str, ...] = ()
+    max_query_chars: int = Field(4000, ge=1)
+    max_k: int = Field(50, ge=1, le=1000)
+    max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    sync_ingest_max_bytes: int = Field(1024 * 1024, ge=0, description="larger uploads become background jobs")
+
+
+class GenerationSettings(_Group):
+    provider: Literal["extractive", "openai"] = "extractive"
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    timeout_s: float = 60.0
+    max_retries: int = Field(2, ge=0)
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(512, ge=1)
+    template: str = "grounded_answer.v1"
+    min_score: float = Field(0.25, description="below this retrieval score a chunk is not evidence")
+    max_sentences: int = Field(4, ge=1, description="extractive generator: sentences per answer")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAGLINE_", env_nested_delimiter="__", toml_file="ragline.toml", extra="forbid", frozen=True,
@@ -80,6 +112,8 @@ class Settings(BaseSettings):
     chunking: ChunkingSettings = ChunkingSettings()
     extraction: ExtractionSettings = ExtractionSettings()
     index: IndexSettings = IndexSettings()
+    api: ApiSettings = ApiSettings()
+    generation: GenerationSettings = GenerationSettings()
 
     @classmethod
     def settings_customise_sources(
