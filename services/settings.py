@@ -99,6 +99,25 @@ class GenerationSettings(_Group):
     max_sentences: int = Field(4, ge=1, description="extractive generator: sentences per answer")
 
 
+class RelaySettings(_Group):
+    """When the outbox relay lands a batch: ``batch_size`` rows pending, or the oldest older than ``max_age_s``."""
+
+    batch_size: int = Field(10_000, ge=1, description="outbox rows per Iceberg commit (big batches, few files)")
+    max_age_s: float = Field(5.0, ge=0, description="land a smaller batch once its oldest row is this old")
+    interval_s: float = Field(1.0, gt=0, description="background relay: seconds between outbox checks")
+    claim_timeout_s: float = Field(60.0, ge=0, description="take over a batch another relay claimed this long ago")
+
+
+class LineageSettings(_Group):
+    store_query_text: bool = Field(True, description="False: answers keep only the query's SHA-256")
+    tenants_hashing_queries: tuple[str, ...] = Field((), description="tenants whose query text is never stored")
+    catalog_name: str = Field("ragline", description="pyiceberg catalog name (its own config may define it)")
+    catalog: dict[str, str] = Field(
+        default_factory=dict, description="pyiceberg catalog properties; default: SQL catalog on SQLite under home")
+    namespace: str = "lineage"
+    relay: RelaySettings = RelaySettings()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAGLINE_", env_nested_delimiter="__", toml_file="ragline.toml", extra="forbid", frozen=True,
@@ -114,6 +133,7 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     api: ApiSettings = ApiSettings()
     generation: GenerationSettings = GenerationSettings()
+    lineage: LineageSettings = LineageSettings()
 
     @classmethod
     def settings_customise_sources(
