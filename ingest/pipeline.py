@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ingest.embed.client import EmbeddingClient
@@ -20,6 +21,7 @@ from ingest.sources import SourceFailure
 from schemas import ids
 from schemas.documents import ArchivedChunk, Chunk, ExtractedDocument, SourceDocument
 from schemas.errors import BudgetExceededError, EmbeddingError, ExtractionError, TerminalError
+from schemas.lineage import DocumentChange
 from schemas.protocols import ChunkArchive, Chunker, VectorIndex
 from schemas.retrieval import IndexedPoint
 
@@ -58,7 +60,8 @@ class IngestSummary:
 class IngestPipeline:
     def __init__(self, *, limits: ExtractionLimits, chunker_for: Callable[[ExtractedDocument], Chunker],
                  embedder: EmbeddingClient, index: VectorIndex, registry: DocumentRegistry, collection: str,
-                 pipeline_fingerprint: str, archive: ChunkArchive | None = None) -> None:
+                 pipeline_fingerprint: str, archive: ChunkArchive | None = None,
+                 on_change: Callable[[DocumentChange], None] | None = None) -> None:
         self._limits = limits
         self._chunker_for = chunker_for
         self.embedder = embedder
@@ -67,6 +70,7 @@ class IngestPipeline:
         self.collection = collection
         self.fingerprint = pipeline_fingerprint
         self._archive = archive
+        self._on_change = on_change  # lineage: document indexed/deleted events
 
     def ingest(self, sources: Iterable[SourceDocument | SourceFailure], *, estimate_only: bool = False,
                on_document: Callable[[DocumentOutcome], None] | None = None) -> IngestSummary:
@@ -131,6 +135,11 @@ class IngestPipeline:
             media_type=document.media_type, pipeline_fingerprint=self.fingerprint, collection=self.collection,
             chunk_count=len(chunks), access_tags=list(source.access_tags),
             title=document.metadata.get("title"), metadata={**document.metadata, **source.metadata})
+        if self._on_change:
+            self._on_change(DocumentChange(
+                kind="indexed", tenant=source.tenant, document_id=doc_id, document_version=version,
+                source_uri=source.source_uri, collection=self.collection, occurred_at=datetime.now(UTC),
+                pipeline_fingerprint=self.fingerprint, chunk_ids=chunk_ids, media_type=document.media_type))
         status: Status = "updated" if existing and existing.status == "indexed" else "new"
         return DocumentOutcome(source.source_uri, status, doc_id, version, len(chunks), warnings=document.warnings)
 
@@ -141,6 +150,10 @@ class IngestPipeline:
             return False
         self._index.delete_document(record.collection, tenant, document_id)
         self._registry.record_deleted(tenant, document_id)
+        if self._on_change:
+            self._on_change(DocumentChange(
+                kind="deleted", tenant=tenant, document_id=document_id, document_version=record.version,
+                source_uri=record.source_uri, collection=record.collection, occurred_at=datetime.now(UTC)))
         return True
 
     def _extract_and_chunk(self, source: SourceDocument) -> tuple[ExtractedDocument, list[Chunk]]:

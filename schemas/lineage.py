@@ -62,3 +62,21 @@ class AnswerRecord(_Frozen):
     timings_ms: dict[str, float] = Field(default_factory=dict)
     traceparent: str | None = None
     response: dict[str, Any] | None = None  # the API response body, replayed for a retried Idempotency-Key
+
+
+class DocumentChange(_Frozen):
+    """A document version entering or leaving retrieval; lineage turns it into an
+    ``ai.ragline.document.indexed.v1`` / ``deleted.v1`` event, so the event log can say
+    what was answerable when, next to the answers that used it."""
+
+    kind: Literal["indexed", "deleted"]
+    tenant: str
+    document_id: str
+    document_version: str
+    source_uri: str
+    collection: str
+    occurred_at: datetime
+    pipeline_fingerprint: str = ""
+    chunk_ids: list[str] = Field(default_factory=list)
+    media_type: str | None = None
+    forgotten: bool = False  # deleted and its archived chunk text erased (an erasure request)
