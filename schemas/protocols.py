@@ -4,12 +4,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from schemas.documents import ArchivedChunk, Chunk, ExtractedDocument
 from schemas.lineage import AnswerRecord
-from schemas.retrieval import IndexedPoint, SearchFilter, SearchHit
+from schemas.retrieval import Generation, IndexedPoint, RetrievedChunk, SearchFilter, SearchHit
 
 
 @runtime_checkable
@@ -110,4 +110,23 @@ class LineageSink(Protocol):
 
     def find_answer(self, tenant: str, answer_id: str) -> AnswerRecord | None:
         """The recorded answer (for idempotent retries), or None."""
+        ...
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Turns a question and its retrieved chunks into a cited answer.
+
+    ``messages`` is the rendered prompt template (what an LLM is sent); ``stream``
+    yields text deltas and, last, the complete :class:`Generation`.
+    """
+
+    model_version: str
+
+    def generate(self, query: str, chunks: Sequence[RetrievedChunk], messages: list[dict[str, str]]) -> Generation:
+        ...
+
+    def stream(
+        self, query: str, chunks: Sequence[RetrievedChunk], messages: list[dict[str, str]]
+    ) -> Iterator[str | Generation]:
         ...

@@ -58,3 +58,15 @@ class RetrievedChunk(_Frozen):
     page_end: int | None = None
     heading_path: list[str] = Field(default_factory=list)
     media_type: str | None = None
+
+
+class Generation(_Frozen):
+    """A generator's answer: its text, which sources (by rank) it cites, and its cost."""
+
+    text: str
+    cited_ranks: list[int] = Field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model_version: str
+    no_answer: bool = False
+    quotes: dict[int, str] = Field(default_factory=dict)  # rank -> the text taken from that source

@@ -17,11 +17,12 @@ from ingest.embed import BatchingConfig, EmbeddingCache, EmbeddingClient
 from ingest.extract import ExtractionLimits, detect
 from ingest.pipeline import IngestPipeline
 from ingest.registry import DocumentRegistry
+from retrieval.generation import ExtractiveGenerator, OpenAIChatGenerator
 from retrieval.index import QdrantEdgeIndex, QdrantServerIndex, collection_name
 from schemas import ids
 from schemas.documents import ExtractedDocument
 from schemas.errors import ConfigurationError
-from schemas.protocols import Chunker, Embedder, VectorIndex
+from schemas.protocols import Chunker, Embedder, Generator, VectorIndex
 from services.db import make_engine, migrate
 from services.settings import Settings
 
@@ -53,6 +54,18 @@ def build_index(settings: Settings) -> VectorIndex:
     key = cfg.qdrant_api_key.get_secret_value() if cfg.qdrant_api_key else None
     path = str(cfg.qdrant_path) if cfg.qdrant_path else None
     return QdrantServerIndex.connect(cfg.qdrant_url, key, path, cfg.hnsw)
+
+
+def build_generator(settings: Settings) -> Generator:
+    cfg = settings.generation
+    if cfg.provider == "extractive":
+        return ExtractiveGenerator(cfg.max_sentences)
+    if cfg.api_key is None and cfg.base_url is None:
+        raise ConfigurationError("RAGLINE_GENERATION__API_KEY is required for the openai generation provider")
+    return OpenAIChatGenerator(
+        cfg.model, cfg.api_key.get_secret_value() if cfg.api_key else None, cfg.base_url, cfg.timeout_s,
+        cfg.max_retries, cfg.temperature, cfg.max_tokens,
+    )
 
 
 def default_chunk_budget(embedder: Embedder) -> int:

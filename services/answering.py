@@ -1,0 +1,186 @@
+"""The answer path: retrieve -> prompt template -> generator -> lineage -> response.
+
+Shared by ``/v1/query`` and ``/v1/chat/completions``. Lineage is not optional: the
+response is built only after the LineageSink committed, so a client never receives an
+answer whose lineage was not written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from retrieval.prompts import PromptTemplate
+from retrieval.retriever import Retriever
+from schemas import ids
+from schemas.lineage import AnswerRecord, AnswerStatus, RetrievedRef, TokenUsage
+from schemas.protocols import Generator, LineageSink
+from schemas.retrieval import Generation, RetrievedChunk, SearchFilter
+
+QUOTE_CHARS = 300
+
+
+@dataclass(frozen=True)
+class AnswerRequest:
+    query: str  # what the user asked (recorded)
+    k: int
+    search_filter: SearchFilter
+    endpoint: str
+    retrieval_query: str | None = None  # condensed conversation for chat; defaults to query
+    request_id: str | None = None
+    idempotency_key: str | None = None
+    store_query_text: bool = True
+    traceparent: str | None = None
+
+
+@dataclass
+class AnswerOutcome:
+    """The response payload (shared by both endpoints) and what produced it."""
+
+    payload: dict[str, Any]
+    status: AnswerStatus
+    replayed: bool = False
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class AnswerService:
+    def __init__(self, retriever: Retriever, generator: Generator, template: PromptTemplate,
+                 lineage: LineageSink, min_score: float) -> None:
+        self.retriever = retriever
+        self.generator = generator
+        self.template = template
+        self.lineage = lineage
+        self.min_score = min_score
+
+    def retrieve(self, query: str, k: int, flt: SearchFilter) -> tuple[list[RetrievedChunk], dict[str, float]]:
+        chunks, t = self.retriever.retrieve(query, k, flt)
+        return chunks, {"embed_ms": t.embed_ms, "search_ms": t.search_ms}
+
+    def answer(self, req: AnswerRequest) -> AnswerOutcome:
+        started = time.perf_counter()
+        answer_id = ids.answer_id(req.search_filter.tenant, req.idempotency_key)
+        replay = self._replay(req, answer_id)
+        if replay:
+            return replay
+        chunks, evidence, timings, retrieved_at = self._gather(req)
+        t0 = time.perf_counter()
+        generation = self._generate(req, evidence)
+        timings["generate_ms"] = (time.perf_counter() - t0) * 1000
+        status: AnswerStatus = "no_answer" if generation.no_answer else "complete"
+        payload = self._payload(answer_id, generation, chunks, timings)
+        record = self._record(req, answer_id, status, generation, chunks, timings, retrieved_at, payload)
+        t1 = time.perf_counter()
+        self.lineage.record_answer(record)
+        timings["lineage_ms"] = (time.perf_counter() - t1) * 1000
+        timings["total_ms"] = (time.perf_counter() - started) * 1000
+        payload["timings"] = {k: round(v, 3) for k, v in timings.items()}
+        return AnswerOutcome(payload, status, timings_ms=timings)
+
+    def stream(self, req: AnswerRequest) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yields ("delta", {"text"}) events, then ("done", payload). The rows are committed
+        (status ``streaming``) before the first event; a stream cut short is finalized as
+        ``incomplete``."""
+        answer_id = ids.answer_id(req.search_filter.tenant, req.idempotency_key)
+        replay = self._replay(req, answer_id)
+        if replay:
+            yield "delta", {"text": replay.payload["answer"]}
+            yield "done", replay.payload
+            return
+        chunks, evidence, timings, retrieved_at = self._gather(req)
+        pending = Generation(text="", model_version=self.generator.model_version)
+        self.lineage.begin_stream(self._record(req, answer_id, "streaming", pending, chunks, timings, retrieved_at,
+                                               None))
+        parts: list[str] = []
+        t0 = time.perf_counter()
+        final: Generation | None = None
+        try:
+            for item in self._generate_stream(req, evidence):
+                if isinstance(item, Generation):
+                    final = item
+                else:
+                    parts.append(item)
+                    yield "delta", {"text": item}
+        finally:
+            timings["generate_ms"] = (time.perf_counter() - t0) * 1000
+            result = final or Generation(text="".join(parts), model_version=self.generator.model_version)
+            status: AnswerStatus = ("no_answer" if result.no_answer else "complete") if final else "incomplete"
+            payload = self._payload(answer_id, result, chunks, timings)
+            payload["status"] = status
+            self.lineage.finish_stream(
+                self._record(req, answer_id, status, result, chunks, timings, retrieved_at, payload))
+        yield "done", payload
+
+    def _replay(self, req: AnswerRequest, answer_id: str) -> AnswerOutcome | None:
+        if not req.idempotency_key:
+            return None
+        existing = self.lineage.find_answer(req.search_filter.tenant, answer_id)
+        if existing is None or existing.response is None:
+            return None
+        return AnswerOutcome(dict(existing.response), existing.status, replayed=True)
+
+    def _gather(self, req: AnswerRequest) -> tuple[list[RetrievedChunk], list[RetrievedChunk], dict[str, float],
+                                                   datetime]:
+        retrieved_at = datetime.now(UTC)
+        chunks, timings = self.retrieve(req.retrieval_query or req.query, req.k, req.search_filter)
+        evidence = [c for c in chunks if c.score >= self.min_score]
+        return chunks, evidence, timings, retrieved_at
+
+    def _generate(self, req: AnswerRequest, evidence: list[RetrievedChunk]) -> Generation:
+        if not evidence:
+            return self._no_answer()
+        return self.generator.generate(req.query, evidence, self.template.render(req.query, evidence))
+
+    def _generate_stream(self, req: AnswerRequest, evidence: list[RetrievedChunk]) -> Iterator[str | Generation]:
+        if not evidence:
+            result = self._no_answer()
+            yield result.text
+            yield result
+            return
+        yield from self.generator.stream(req.query, evidence, self.template.render(req.query, evidence))
+
+    def _no_answer(self) -> Generation:
+        return Generation(
+            text=("I don't know: none of the indexed documents you can read matches this question closely "
+                  f"enough (retrieval score threshold {self.min_score:g})."),
+            model_version=self.generator.model_version, no_answer=True,
+        )
+
+    @staticmethod
+    def _payload(answer_id: str, generation: Generation, chunks: list[RetrievedChunk],
+                 timings: dict[str, float]) -> dict[str, Any]:
+        by_rank = {c.rank: c for c in chunks}
+        citations = [
+            {"chunk_id": c.chunk_id, "document_id": c.document_id, "source_uri": c.source_uri,
+             "page_start": c.page_start, "page_end": c.page_end, "rank": c.rank,
+             "quote": generation.quotes.get(rank) or " ".join(c.text.split())[:QUOTE_CHARS]}
+            for rank in generation.cited_ranks if (c := by_rank.get(rank))
+        ]
+        usage = {"prompt_tokens": generation.prompt_tokens, "completion_tokens": generation.completion_tokens,
+                 "total_tokens": generation.prompt_tokens + generation.completion_tokens}
+        return {"answer_id": answer_id, "answer": generation.text, "citations": citations, "usage": usage,
+                "model": generation.model_version, "no_answer": generation.no_answer,
+                "timings": {k: round(v, 3) for k, v in timings.items()}}
+
+    def _record(self, req: AnswerRequest, answer_id: str, status: AnswerStatus, generation: Generation,
+                chunks: list[RetrievedChunk], timings: dict[str, float], retrieved_at: datetime,
+                payload: dict[str, Any] | None) -> AnswerRecord:
+        cited = set(generation.cited_ranks)
+        flt = req.search_filter
+        return AnswerRecord(
+            answer_id=answer_id, tenant=flt.tenant, created_at=datetime.now(UTC), status=status,
+            endpoint=req.endpoint, request_id=req.request_id, query=req.query,
+            store_query_text=req.store_query_text, answer_text=generation.text,
+            retrieved=[RetrievedRef(chunk_id=c.chunk_id, document_id=c.document_id,
+                                    document_version=c.document_version, source_uri=c.source_uri, rank=c.rank,
+                                    score=c.score, cited=c.rank in cited) for c in chunks],
+            embedding_model_version=self.retriever.embedder.model_version,
+            prompt_template_version=self.template.version, prompt_template_sha256=self.template.sha256,
+            llm_model_version=generation.model_version, retrieval_timestamp=retrieved_at,
+            collection=self.retriever.collection, filters=flt.model_dump(exclude_none=True),
+            usage=TokenUsage(prompt_tokens=generation.prompt_tokens, completion_tokens=generation.completion_tokens,
+                             total_tokens=generation.prompt_tokens + generation.completion_tokens),
+            timings_ms=dict(timings), traceparent=req.traceparent, response=payload,
+        )
