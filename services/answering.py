@@ -80,12 +80,13 @@ class AnswerService:
         return AnswerOutcome(payload, status, timings_ms=timings)
 
     def stream(self, req: AnswerRequest) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Yields ("delta", {"text"}) events, then ("done", payload). The rows are committed
-        (status ``streaming``) before the first event; a stream cut short is finalized as
-        ``incomplete``."""
+        """Yields ("start", {"answer_id"}), ("delta", {"text"})…, then ("done", payload). The
+        rows are committed (status ``streaming``) before the first event; a stream cut short
+        is finalized as ``incomplete``."""
         answer_id = ids.answer_id(req.search_filter.tenant, req.idempotency_key)
         replay = self._replay(req, answer_id)
         if replay:
+            yield "start", {"answer_id": answer_id}
             yield "delta", {"text": replay.payload["answer"]}
             yield "done", replay.payload
             return
@@ -93,6 +94,7 @@ class AnswerService:
         pending = Generation(text="", model_version=self.generator.model_version)
         self.lineage.begin_stream(self._record(req, answer_id, "streaming", pending, chunks, timings, retrieved_at,
                                                None))
+        yield "start", {"answer_id": answer_id}
         parts: list[str] = []
         t0 = time.perf_counter()
         final: Generation | None = None

@@ -15,11 +15,11 @@ from ingest.reconcile import reconcile
 from ingest.sources import SourceOptions, iter_sources, load_passwords
 from schemas.errors import RaglineError
 from services import output
-from services.settings import Settings
 from services.operations import reingest_from_source
+from services.settings import Settings
 from services.wiring import Components
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="ragline: RAG ingestion with answer lineage.")
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="ragline: RAG ingestion with answer lineage.")
 
 EXIT_PARTIAL = 3
 JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
@@ -169,28 +169,49 @@ def optimize() -> None:
     output.stdout.print(f"{'optimized' if changed else 'already optimal'} in {time.perf_counter() - started:.1f} s")
 
 
-def main() -> None:
-    """Entry point: one error trap turns ragline errors into stderr messages and exit codes."""
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+) -> None:
+    """Serve the HTTP API (uvicorn). Without API keys it binds only to loopback."""
+    import ipaddress
+
+    import uvicorn
+
+    from services.api.app import create_app
+
+    settings = Settings()
+    loopback = host == "localhost" or _is_loopback(host, ipaddress)
+    if not settings.api.keys and not loopback:
+        raise typer.BadParameter(
+            f"refusing to serve {host} without API keys: configure RAGLINE_API__KEYS or bind 127.0.0.1", param_hint="--host")
+    comps = Components(settings)
+    application = create_app(comps)
+    output.stderr.print(f"ragline serving {comps.collection} on http://{host}:{port} (docs: /docs)")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+def _is_loopback(host: str, ipaddress: Any) -> bool:
     try:
-        app(standalone_mode=False)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        output.error("aborted")
-        sys.exit(130)
+        return bool(ipaddress.ip_address(host).is_loopback)
+    except ValueError:
+        return False
+
+
+def main() -> None:
+    """Entry point: one error trap turns ragline errors into stderr messages and exit code 1.
+
+    Usage errors stay with the CLI framework (exit 2); commands exit 0, or 3 on partial failure.
+    """
+    try:
+        app()
     except ValidationError as exc:
         output.error(_settings_message(exc))
         sys.exit(1)
     except RaglineError as exc:
         output.error(str(exc))
         sys.exit(1)
-    except Exception as exc:  # click usage errors carry their own exit code (2)
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 def _settings_message(exc: ValidationError) -> str:

@@ -1,0 +1,77 @@
+"""The FastAPI application: middleware (request id, auth, metrics), routers, lifespan."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+
+from schemas import ids
+from services.api import chat_routes, document_routes, health_routes, problems, query_routes
+from services.api.deps import AuthError, authenticate
+from services.api.runtime import InvalidField, Runtime
+from services.wiring import Components
+
+log = logging.getLogger("ragline.api")
+_OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc")
+
+
+def create_app(components: Components) -> FastAPI:
+    runtime = Runtime(components)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        runtime.close()
+        components.close()
+
+    app = FastAPI(title="ragline", version="0.1.0", lifespan=lifespan,
+                  description="Grounded answers with lineage: retrieval, query, OpenAI-compatible chat, documents.")
+    app.state.components = components
+    app.state.runtime = runtime
+    problems.install(app)
+    app.add_exception_handler(InvalidField, _invalid_field)  # type: ignore[arg-type]
+    for module in (query_routes, chat_routes, document_routes, health_routes):
+        app.include_router(module.router)
+    app.middleware("http")(_context_middleware)
+    if components.settings.api.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(components.settings.api.cors_origins),
+                           allow_methods=["*"], allow_headers=["*"], expose_headers=["X-Request-ID"])
+    return app
+
+
+async def _invalid_field(request: Request, exc: InvalidField) -> Response:
+    return problems.problem(exc.status, "Invalid request" if exc.status == 422 else "Too large",
+                            f"{exc.field}: {exc.message}", request,
+                            errors=[{"field": exc.field, "message": exc.message}])
+
+
+async def _context_middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Request id (the caller's X-Request-ID, or a new one), authentication, latency metrics."""
+    started = time.perf_counter()
+    request_id = request.headers.get("x-request-id") or ids.uuid7()
+    request.state.request_id = request_id[:200]
+    runtime: Runtime = request.app.state.runtime
+    settings = runtime.settings
+    try:
+        if request.url.path.startswith(_OPEN_PATHS):
+            request.state.caller = None
+        else:
+            request.state.caller = authenticate(settings.api, settings.default_tenant,
+                                                request.headers.get("authorization"), request.headers.get("x-api-key"))
+        response = await call_next(request)
+    except AuthError as exc:
+        response = problems.problem(exc.status, exc.title, exc.detail, request)
+    route = request.scope.get("route")
+    path = getattr(route, "path", "unmatched")
+    runtime.metrics.requests.labels(path, request.method, str(response.status_code)).observe(
+        time.perf_counter() - started)
+    if response.status_code >= 400:
+        runtime.metrics.errors.labels(path, str(response.status_code)).inc()
+    response.headers["X-Request-ID"] = request.state.request_id
+    log.info("%s %s %s request_id=%s", request.method, request.url.path, response.status_code, request_id)
+    return response

@@ -1,0 +1,178 @@
+"""Documents over HTTP: upload (multipart or JSON), list, get, delete; background jobs."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.datastructures import UploadFile
+
+from ingest.pipeline import DocumentOutcome
+from ingest.registry import DocumentRecord
+from schemas import ids
+from schemas.documents import SourceDocument
+from schemas.errors import NotFoundError
+from services.api.deps import Caller, require_role
+from services.api.runtime import InvalidField, Runtime, get_runtime
+
+router = APIRouter(prefix="/v1", tags=["documents"])
+Ingester = Annotated[Caller, Depends(require_role("ingester"))]
+Reader = Annotated[Caller, Depends(require_role("reader"))]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+_UPLOAD_DOC = {
+    "requestBody": {"content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/DocumentJson"}},
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+            "file": {"type": "string", "format": "binary"}, "metadata": {"type": "string", "description": "JSON"},
+            "access_tags": {"type": "array", "items": {"type": "string"}}, "document_id": {"type": "string"},
+            "password": {"type": "string"}}}},
+    }, "required": True}
+}
+
+
+class DocumentJson(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(None, description="the document's text")
+    uri: str | None = Field(None, description="http(s) URL to fetch")
+    source_uri: str | None = Field(None, description="identity of the document (default: uri, or derived)")
+    document_id: str | None = Field(None, max_length=64)
+    media_type: str | None = Field(None, description="'text/markdown' for Markdown text")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    access_tags: list[str] = Field(default_factory=list, max_length=100)
+    password: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DocumentJson:
+        if (self.text is None) == (self.uri is None):
+            raise ValueError("give exactly one of 'text' or 'uri'")
+        return self
+
+
+@router.post("/documents", status_code=201, openapi_extra=_UPLOAD_DOC)
+async def upload(request: Request, response: Response, caller: Ingester, rt: RuntimeDep) -> dict[str, Any]:
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > rt.settings.api.max_upload_bytes:
+        raise InvalidField("file", f"{declared:,} bytes exceeds the upload limit of {rt.settings.api.max_upload_bytes:,}",
+                           status=413)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        source = await _from_form(request, caller, rt)
+    else:
+        source = await _from_json(request, caller, rt)
+    if len(source.data) > rt.settings.api.sync_ingest_max_bytes:
+        job = rt.jobs.submit(caller.tenant, "ingest", lambda job: _outcome_view(rt.ingest(source)))
+        response.status_code = 202
+        response.headers["Location"] = f"/v1/jobs/{job.job_id}"
+        return {"job_id": job.job_id, "status": job.status, "status_url": f"/v1/jobs/{job.job_id}"}
+    outcome = await run_in_threadpool(rt.ingest, source)
+    if outcome.status == "failed":
+        raise InvalidField("file", outcome.error or "document failed")
+    if outcome.status == "unchanged":
+        response.status_code = 200
+    return _outcome_view(outcome)
+
+
+async def _from_form(request: Request, caller: Caller, rt: RuntimeDep) -> SourceDocument:
+    form = await request.form()
+    upload_file = form.get("file")
+    if not isinstance(upload_file, UploadFile):
+        raise InvalidField("file", "multipart upload needs a 'file' part")
+    data = await upload_file.read(rt.settings.api.max_upload_bytes + 1)
+    if len(data) > rt.settings.api.max_upload_bytes:
+        raise InvalidField("file", f"exceeds the upload limit of {rt.settings.api.max_upload_bytes:,} bytes", 413)
+    try:
+        metadata = json.loads(str(form.get("metadata") or "{}"))
+    except json.JSONDecodeError as exc:
+        raise InvalidField("metadata", f"not valid JSON: {exc}") from exc
+    if not isinstance(metadata, dict):
+        raise InvalidField("metadata", "must be a JSON object")
+    tags = tuple(str(t) for t in form.getlist("access_tags") if str(t))
+    name = upload_file.filename or "upload"
+    return SourceDocument(f"upload://{caller.tenant}/{name}", data, caller.tenant,
+                          document_id=_opt(form.get("document_id")), access_tags=tags,
+                          password=_opt(form.get("password")), metadata=metadata)
+
+
+async def _from_json(request: Request, caller: Caller, rt: RuntimeDep) -> SourceDocument:
+    try:
+        body = DocumentJson.model_validate_json(await request.body())
+    except ValidationError as exc:
+        field = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "body"
+        raise InvalidField(field, exc.errors()[0]["msg"]) from exc
+    if body.text is not None:
+        data = body.text.encode("utf-8")
+        suffix = ".md" if body.media_type == "text/markdown" else ".txt"
+        source_uri = body.source_uri or f"text://{caller.tenant}/{ids.document_version(data)[:16]}{suffix}"
+    else:
+        source_uri = body.source_uri or str(body.uri)
+        data = await _fetch(str(body.uri), rt.settings.api.max_upload_bytes)
+    return SourceDocument(source_uri, data, caller.tenant, document_id=body.document_id,
+                          access_tags=tuple(body.access_tags), password=body.password, metadata=body.metadata)
+
+
+async def _fetch(url: str, limit: int) -> bytes:
+    if not url.startswith(("http://", "https://")):
+        raise InvalidField("uri", "only http(s) URLs can be fetched")
+    try:
+        async with httpx.AsyncClient(follow_redirects=True, timeout=30) as client, client.stream("GET", url) as resp:
+            resp.raise_for_status()
+            data = bytearray()
+            async for block in resp.aiter_bytes():
+                data += block
+                if len(data) > limit:
+                    raise InvalidField("uri", f"response exceeds the upload limit of {limit:,} bytes", 413)
+    except httpx.HTTPError as exc:
+        raise InvalidField("uri", f"fetch failed: {exc}") from exc
+    return bytes(data)
+
+
+def _opt(value: object) -> str | None:
+    return str(value) if value else None
+
+
+def _outcome_view(outcome: DocumentOutcome) -> dict[str, Any]:
+    return {"document_id": outcome.document_id, "version": outcome.version, "status": outcome.status,
+            "chunks": outcome.chunks, "warnings": list(outcome.warnings), "error": outcome.error}
+
+
+def _record_view(r: DocumentRecord) -> dict[str, Any]:
+    return {"document_id": r.document_id, "version": r.version, "source_uri": r.source_uri,
+            "media_type": r.media_type, "status": r.status, "chunk_count": r.chunk_count, "title": r.title,
+            "access_tags": r.access_tags, "last_error": r.last_error, "metadata": r.metadata,
+            "created_at": r.created_at, "updated_at": r.updated_at}
+
+
+@router.get("/documents")
+def list_documents(caller: Reader, rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                   offset: Annotated[int, Query(ge=0)] = 0, status: str | None = None,
+                   source_prefix: str | None = None) -> dict[str, Any]:
+    records, total = rt.components.registry.list(caller.tenant, status=status, source_prefix=source_prefix,
+                                                  limit=limit, offset=offset)
+    return {"documents": [_record_view(r) for r in records], "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/documents/{document_id}")
+def get_document(document_id: str, caller: Reader, rt: RuntimeDep) -> dict[str, Any]:
+    record = rt.components.registry.get(caller.tenant, document_id)
+    if record is None:
+        raise NotFoundError(f"document {document_id} not found")
+    return _record_view(record)
+
+
+@router.delete("/documents/{document_id}", status_code=204)
+def delete_document(document_id: str, caller: Ingester, rt: RuntimeDep) -> Response:
+    if not rt.delete(caller.tenant, document_id):
+        raise NotFoundError(f"document {document_id} not found")
+    return Response(status_code=204)
+
+
+@router.get("/jobs/{job_id}")
+def get_job(job_id: str, caller: Reader, rt: RuntimeDep) -> dict[str, Any]:
+    job = rt.jobs.get(caller.tenant, job_id)
+    if job is None:
+        raise NotFoundError(f"job {job_id} not found")
+    return job.view()

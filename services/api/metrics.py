@@ -1,0 +1,35 @@
+"""Prometheus metrics, in a registry per app (no process-global state, testable)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+_LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Histogram("ragline_http_request_duration_seconds", "HTTP request latency",
+                                  ["route", "method", "status"], registry=self.registry, buckets=_LATENCY_BUCKETS)
+        self.retrieval = Histogram("ragline_retrieval_duration_seconds", "query embedding + vector search",
+                                   ["stage"], registry=self.registry, buckets=_LATENCY_BUCKETS)
+        self.generation = Histogram("ragline_generation_duration_seconds", "answer generation",
+                                    ["model"], registry=self.registry, buckets=_LATENCY_BUCKETS)
+        self.lineage = Histogram("ragline_lineage_write_duration_seconds", "lineage transaction per answer",
+                                 registry=self.registry, buckets=_LATENCY_BUCKETS)
+        self.embedding_requests = Counter("ragline_embedding_requests", "embedding calls", ["kind"],
+                                          registry=self.registry)
+        self.answers = Counter("ragline_answers", "answers given", ["endpoint", "status"], registry=self.registry)
+        self.errors = Counter("ragline_errors", "error responses", ["route", "status"], registry=self.registry)
+
+    def observe_answer(self, endpoint: str, status: str, timings_ms: dict[str, float], model: str) -> None:
+        self.answers.labels(endpoint, status).inc()
+        self.embedding_requests.labels("query").inc()
+        for stage in ("embed", "search"):
+            if f"{stage}_ms" in timings_ms:
+                self.retrieval.labels(stage).observe(timings_ms[f"{stage}_ms"] / 1000)
+        if "generate_ms" in timings_ms:
+            self.generation.labels(model).observe(timings_ms["generate_ms"] / 1000)
+        if "lineage_ms" in timings_ms:
+            self.lineage.observe(timings_ms["lineage_ms"] / 1000)
