@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/ragline ingest deploy/samples
 	$(BIN)/ragline search "How quickly must a severity 1 incident be acknowledged?" --k 3
+	$(BIN)/ragline serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	deploy/dev/run-tests.sh $(PYTEST_ARGS)
