@@ -1,0 +1,92 @@
+"""The chunk archive: every chunk's text as it was indexed, forever, keyed by chunk_id.
+
+A chunk id names one (document, version, pipeline, index), so its text never changes:
+archiving is insert-or-ignore. This is what lets ``show`` and ``replay`` rebuild an
+answer's prompt after its document changed or was deleted. ``forget`` is the one
+exception, for erasure requests: it erases the text and keeps every id, so lineage
+still says which answers used the document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from lineage.base import ForgetReport
+from lineage.errors import LineageStoreError
+from lineage.store import insert_ignoring_duplicates
+from lineage.tables import answer_documents, chunk_archive
+from schemas import ids
+from schemas.documents import ArchivedChunk
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedText:
+    """An archived chunk as read back; ``text`` is None once the document was forgotten."""
+
+    chunk_id: str
+    document_id: str
+    document_version: str
+    source_uri: str
+    chunk_index: int
+    text: str | None
+    page_start: int | None
+    page_end: int | None
+
+
+class SqlChunkArchive:
+    """:class:`schemas.protocols.ChunkArchive` on the lineage database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def archive_chunks(self, chunks: Sequence[ArchivedChunk]) -> None:
+        if not chunks:
+            return
+        now = datetime.now(UTC)
+        rows = [{"chunk_id": c.chunk_id, "tenant": c.tenant, "document_id": c.document_id,
+                 "document_version": c.document_version, "source_uri": c.source_uri, "chunk_index": c.chunk_index,
+                 "text": c.text, "text_sha256": ids.text_hash(c.text), "page_start": c.page_start,
+                 "page_end": c.page_end, "archived_at": now} for c in chunks]
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(insert_ignoring_duplicates(conn, chunk_archive), rows)
+        except SQLAlchemyError as exc:
+            raise LineageStoreError(f"archiving {len(rows)} chunks of {chunks[0].document_id}: {exc}") from exc
+
+    def texts(self, tenant: str, chunk_ids: Sequence[str]) -> dict[str, ArchivedText]:
+        """Archived chunks by id (one ``IN`` query); ids never archived are absent."""
+        if not chunk_ids:
+            return {}
+        query = select(chunk_archive).where(chunk_archive.c.tenant == tenant,
+                                            chunk_archive.c.chunk_id.in_(list(chunk_ids)))
+        try:
+            with self._engine.connect() as conn:
+                rows = conn.execute(query).mappings().all()
+        except SQLAlchemyError as exc:
+            raise LineageStoreError(f"reading archived chunks: {exc}") from exc
+        return {r["chunk_id"]: ArchivedText(r["chunk_id"], r["document_id"], r["document_version"], r["source_uri"],
+                                            r["chunk_index"], r["text"], r["page_start"], r["page_end"])
+                for r in rows}
+
+    def forget(self, tenant: str, document_id: str) -> ForgetReport:
+        """Erase the text of every archived chunk of the document (all versions), keep ids,
+        and report every answer that used it."""
+        try:
+            with self._engine.begin() as conn:
+                erased = conn.execute(
+                    update(chunk_archive)
+                    .where(chunk_archive.c.tenant == tenant, chunk_archive.c.document_id == document_id,
+                           chunk_archive.c.text.is_not(None))
+                    .values(text=None, forgotten_at=datetime.now(UTC))).rowcount
+                answer_ids = conn.execute(
+                    select(answer_documents.c.answer_id).distinct()
+                    .where(answer_documents.c.document_id == document_id, answer_documents.c.tenant == tenant)
+                    .order_by(answer_documents.c.answer_id)).scalars().all()
+        except SQLAlchemyError as exc:
+            raise LineageStoreError(f"forgetting document {document_id}: {exc}") from exc
+        return ForgetReport(tenant, document_id, erased, tuple(answer_ids))

@@ -1,0 +1,254 @@
+"""Landing lineage events in Iceberg (pyiceberg): the lake any engine can read.
+
+Two tables, ``<namespace>.answer_events`` and ``<namespace>.document_events``,
+partitioned by day of event time. Landing is idempotent without scanning the table:
+each batch is appended with its relay ``batch_id`` in the snapshot summary, and a
+batch whose id is already in the table's snapshot history is skipped (pyiceberg's
+``upsert`` would scan every key and slow down as the table grows). Duplicates inside a
+batch are dropped before writing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    CommitStateUnknownException,
+    NoSuchNamespaceError,
+    NoSuchTableError,
+    NotInstalledError,
+    RESTError,
+    ServerError,
+    ServiceUnavailableError,
+)
+from pyiceberg.expressions import And, BooleanExpression, GreaterThanOrEqual, LessThan
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+from pyiceberg.transforms import DayTransform
+from pyiceberg.types import (
+    BooleanType,
+    ListType,
+    LongType,
+    NestedField,
+    StringType,
+    TimestamptzType,
+)
+from pyiceberg.utils.config import Config
+from sqlalchemy.exc import SQLAlchemyError
+
+from lineage.base import OutboxEvent
+from lineage.errors import LandingError
+from schemas.lineage import ANSWER_EVENT_TYPE
+
+ANSWER_TABLE = "answer_events"
+DOCUMENT_TABLE = "document_events"
+BATCH_PROPERTY = "ragline.relay.batch-id"
+SEQ_PROPERTY = "ragline.relay.max-outbox-seq"
+COMPACTION_PROPERTY = "ragline.compaction"
+#: What pyiceberg, its SQL catalog, pyarrow and storage raise (pyiceberg has no common base).
+_LIBRARY_ERRORS = (CommitFailedException, CommitStateUnknownException, NoSuchNamespaceError, NoSuchTableError,
+                   NotInstalledError, RESTError, ServerError, ServiceUnavailableError, SQLAlchemyError,
+                   pa.ArrowException, OSError, ValueError)
+
+
+def _envelope(first_id: int) -> list[NestedField]:
+    names = ("event_id", "event_type", "source", "event_time", "tenant")
+    types = (StringType(), StringType(), StringType(), TimestamptzType(), StringType())
+    return [NestedField(first_id + i, n, t, required=True) for i, (n, t) in enumerate(zip(names, types, strict=True))]
+
+
+ANSWER_SCHEMA = Schema(
+    *_envelope(1),
+    NestedField(6, "traceparent", StringType()),
+    NestedField(7, "answer_id", StringType(), required=True),
+    NestedField(8, "status", StringType(), required=True),
+    NestedField(9, "chunk_ids", ListType(30, StringType(), element_required=True), required=True),
+    NestedField(10, "document_ids", ListType(31, StringType(), element_required=True), required=True),
+    NestedField(11, "embedding_model_version", StringType(), required=True),
+    NestedField(12, "prompt_template_version", StringType(), required=True),
+    NestedField(13, "llm_model_version", StringType(), required=True),
+    NestedField(14, "collection", StringType(), required=True),
+    NestedField(15, "data", StringType(), required=True, doc="the event's data as JSON"),
+    NestedField(16, "outbox_seq", LongType(), required=True),
+    identifier_field_ids=[1],
+)
+
+DOCUMENT_SCHEMA = Schema(
+    *_envelope(1),
+    NestedField(6, "document_id", StringType(), required=True),
+    NestedField(7, "document_version", StringType(), required=True),
+    NestedField(8, "source_uri", StringType(), required=True),
+    NestedField(9, "collection", StringType(), required=True),
+    NestedField(10, "chunk_ids", ListType(30, StringType(), element_required=True), required=True),
+    NestedField(11, "forgotten", BooleanType(), required=True),
+    NestedField(12, "data", StringType(), required=True, doc="the event's data as JSON"),
+    NestedField(13, "outbox_seq", LongType(), required=True),
+    identifier_field_ids=[1],
+)
+
+
+def _by_day(schema: Schema) -> PartitionSpec:
+    source = schema.find_field("event_time").field_id
+    return PartitionSpec(PartitionField(source_id=source, field_id=1000, transform=DayTransform(),
+                                        name="event_time_day"))
+
+
+def default_catalog_properties(home: Path) -> dict[str, str]:
+    """The embedded default: a SQL catalog on SQLite and a local warehouse under ``home/lineage``."""
+    root = (home / "lineage").resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return {"type": "sql", "uri": f"sqlite:///{root / 'catalog.db'}", "warehouse": (root / "warehouse").as_uri()}
+
+
+def resolve_catalog_properties(name: str, configured: dict[str, str], home: Path) -> dict[str, str]:
+    """Configured properties win; else pyiceberg's own config (``.pyiceberg.yaml``,
+    ``PYICEBERG_CATALOG__<NAME>__*``) if it defines ``name``; else the embedded default."""
+    if configured:
+        return dict(configured)
+    if Config().get_catalog_config(name) is not None:
+        return {}
+    return default_catalog_properties(home)
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionReport:
+    table: str
+    days: int
+    files_before: int
+    files_after: int
+
+
+class IcebergLanding:
+    """The embedded relay target: lands outbox batches in the two Iceberg tables."""
+
+    def __init__(self, catalog_name: str, properties: dict[str, str], namespace: str = "lineage") -> None:
+        self._catalog_name = catalog_name
+        self._properties = properties
+        self.namespace = namespace
+        self._catalog: Catalog | None = None
+
+    def open(self) -> IcebergLanding:
+        """Connect to the catalog and create the namespace and tables when missing."""
+        with _translated("opening the lineage catalog"):
+            catalog = load_catalog(self._catalog_name, **self._properties)
+            catalog.create_namespace_if_not_exists(self.namespace)
+            for name, schema in ((ANSWER_TABLE, ANSWER_SCHEMA), (DOCUMENT_TABLE, DOCUMENT_SCHEMA)):
+                catalog.create_table_if_not_exists(f"{self.namespace}.{name}", schema=schema,
+                                                   partition_spec=_by_day(schema))
+        self._catalog = catalog
+        return self
+
+    def table(self, name: str) -> Table:
+        """A freshly loaded table (another process may have committed since)."""
+        if self._catalog is None:
+            self.open()
+        assert self._catalog is not None
+        with _translated(f"loading {self.namespace}.{name}"):
+            return self._catalog.load_table(f"{self.namespace}.{name}")
+
+    def deliver(self, batch_id: str, events: Sequence[OutboxEvent]) -> int:
+        answers = [e for e in events if e.event_type == ANSWER_EVENT_TYPE]
+        documents = [e for e in events if e.event_type != ANSWER_EVENT_TYPE]
+        return (self._land(ANSWER_TABLE, _answer_row, batch_id, answers)
+                + self._land(DOCUMENT_TABLE, _document_row, batch_id, documents))
+
+    def count(self, name: str) -> int:
+        """Rows in the table, from the current snapshot's summary (no data file is read)."""
+        snapshot = self.table(name).current_snapshot()
+        return int(snapshot.summary.get("total-records") or 0) if snapshot else 0
+
+    def compact(self) -> list[CompactionReport]:
+        """Rewrite every day holding more than one data file as one file per day, each
+        table in one transaction (pyiceberg 0.12 has no ``rewrite_data_files``)."""
+        return [self._compact(name) for name in (ANSWER_TABLE, DOCUMENT_TABLE)]
+
+    def _land(self, name: str, to_row: Any, batch_id: str, events: Sequence[OutboxEvent]) -> int:
+        if not events:
+            return 0
+        table = self.table(name)
+        if _landed(table, batch_id):
+            return 0
+        unique = list({e.event_id: e for e in events}.values())
+        # The table's own schema: the catalog reassigns field ids at creation.
+        rows = pa.Table.from_pylist([to_row(e) for e in unique], schema=table.schema().as_arrow())
+        with _translated(f"appending {len(unique)} events to {self.namespace}.{name}"):
+            table.append(rows, snapshot_properties={BATCH_PROPERTY: batch_id,
+                                                    SEQ_PROPERTY: str(max(e.seq for e in unique))})
+        return len(unique)
+
+    def _compact(self, name: str) -> CompactionReport:
+        table = self.table(name)
+        if table.current_snapshot() is None:
+            return CompactionReport(f"{self.namespace}.{name}", 0, 0, 0)
+        days = [(p["partition"]["event_time_day"], p["file_count"]) for p in table.inspect.partitions().to_pylist()]
+        crowded = [(day, files) for day, files in days if files > 1]
+        before = sum(files for _, files in days)
+        if crowded:
+            with _translated(f"compacting {self.namespace}.{name}"), table.transaction() as tx:
+                for day, _ in crowded:
+                    window = _day_filter(day)
+                    rows = table.scan(row_filter=window).to_arrow()
+                    tx.overwrite(rows, overwrite_filter=window, snapshot_properties={COMPACTION_PROPERTY: str(day)})
+        return CompactionReport(f"{self.namespace}.{name}", len(crowded), before,
+                                before - sum(files for _, files in crowded) + len(crowded))
+
+
+def _landed(table: Table, batch_id: str) -> bool:
+    """Whether a commit of this batch is in the table's history (newest first: a batch
+    being re-delivered after a crash was usually committed moments ago)."""
+    return any(s.summary is not None and s.summary.get(BATCH_PROPERTY) == batch_id for s in reversed(table.snapshots()))
+
+
+def _day_filter(day: date) -> BooleanExpression:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return And(GreaterThanOrEqual("event_time", start.isoformat()),
+               LessThan("event_time", (start + timedelta(days=1)).isoformat()))
+
+
+def _envelope_row(event: OutboxEvent, body: dict[str, Any]) -> dict[str, Any]:
+    return {"event_id": event.event_id, "event_type": event.event_type, "source": body["source"],
+            "event_time": event.event_time.astimezone(UTC), "tenant": event.tenant,
+            "data": json.dumps(body["data"], ensure_ascii=False, sort_keys=True), "outbox_seq": event.seq}
+
+
+def _answer_row(event: OutboxEvent) -> dict[str, Any]:
+    body = json.loads(event.payload)
+    data = body["data"]
+    return _envelope_row(event, body) | {
+        "traceparent": body.get("traceparent"), "answer_id": data["answer_id"], "status": data["status"],
+        "chunk_ids": data["chunk_ids"], "document_ids": data["document_ids"],
+        "embedding_model_version": data["embedding_model_version"],
+        "prompt_template_version": data["prompt_template_version"],
+        "llm_model_version": data["llm_model_version"], "collection": data["collection"],
+    }
+
+
+def _document_row(event: OutboxEvent) -> dict[str, Any]:
+    body = json.loads(event.payload)
+    data = body["data"]
+    return _envelope_row(event, body) | {
+        "document_id": data["document_id"], "document_version": data["document_version"],
+        "source_uri": data["source_uri"], "collection": data["collection"],
+        "chunk_ids": data.get("chunk_ids", []), "forgotten": data.get("forgotten", False),
+    }
+
+
+@contextmanager
+def _translated(doing: str) -> Iterator[None]:
+    """pyiceberg, pyarrow and storage errors become a transient LandingError (the rows stay pending)."""
+    try:
+        yield
+    except LandingError:
+        raise
+    except _LIBRARY_ERRORS as exc:
+        raise LandingError(f"{doing}: {exc}") from exc

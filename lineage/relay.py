@@ -1,0 +1,182 @@
+"""The outbox relay: moves pending outbox rows to a :class:`RelayTarget` in batches.
+
+Each batch is first *claimed* (rows get a ``batch_id`` by compare-and-swap, so two
+relays never take the same row), then delivered under that id, then marked ``sent``
+(again a compare-and-swap from ``pending``). A relay that dies between delivering and
+marking leaves a claimed batch behind; after ``claim_timeout_s`` any relay takes it
+over and delivers it again under the same id, which the target skips (its commit is in
+the Iceberg snapshot history). Claims, not a high-water mark on ``seq``: with
+concurrent writers on PostgreSQL a smaller ``seq`` can commit after a larger one, and
+a high-water mark would silently skip it.
+
+Batching: a batch is landed once ``batch_size`` rows are pending or the oldest pending
+row is ``max_age_s`` old (few large Iceberg commits, bounded latency); ``drain`` lands
+everything now. Pending rows are taken oldest first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from lineage.base import OutboxEvent, RelayTarget
+from lineage.errors import LineageStoreError
+from lineage.events import utc
+from lineage.tables import outbox
+from schemas import ids
+from schemas.errors import RaglineError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RelayReport:
+    batches: int = 0
+    delivered: int = 0  # outbox rows marked sent
+    written: int = 0  # events newly written by the target (less on a redelivery)
+    taken_over: int = 0  # stale batches of a dead relay delivered again
+
+
+class OutboxRelay:
+    def __init__(self, engine: Engine, target: RelayTarget, *, batch_size: int = 10_000, max_age_s: float = 5.0,
+                 claim_timeout_s: float = 60.0) -> None:
+        self._engine = engine
+        self._target = target
+        self._batch_size = batch_size
+        self._max_age = timedelta(seconds=max_age_s)
+        self._claim_timeout = timedelta(seconds=claim_timeout_s)
+        self._unfinished: set[str] = set()  # batches this relay claimed but could not finish
+
+    def drain(self) -> RelayReport:
+        """Land every pending row now (``ragline relay --once``)."""
+        return self.run_once(force=True)
+
+    def run_once(self, *, force: bool = False) -> RelayReport:
+        """Finish stale or own unfinished batches, then land new batches while one is due."""
+        report = RelayReport()
+        for batch_id in self._batches_to_finish():
+            self._finish(batch_id, report)
+            report.taken_over += 1
+        while force or self._due():
+            batch_id = self._claim()
+            if batch_id is None:
+                break
+            self._finish(batch_id, report)
+        return report
+
+    def pending(self) -> tuple[int, datetime | None]:
+        """How many rows are pending, and when the oldest was written."""
+        query = select(func.count(), func.min(outbox.c.created_at)).where(outbox.c.status == "pending")
+        with self._store("counting pending outbox rows") as engine, engine.connect() as conn:
+            count, oldest = conn.execute(query).one()
+        return int(count), utc(oldest) if oldest else None
+
+    def _due(self) -> bool:
+        count, oldest = self.pending()
+        return count >= self._batch_size or (oldest is not None and datetime.now(UTC) - oldest >= self._max_age)
+
+    def _claim(self) -> str | None:
+        batch_id = ids.uuid7()
+        candidates = (select(outbox.c.seq).where(outbox.c.status == "pending", outbox.c.batch_id.is_(None))
+                      .order_by(outbox.c.seq).limit(self._batch_size))
+        with self._store("claiming an outbox batch") as engine, engine.begin() as conn:
+            seqs = conn.execute(candidates).scalars().all()
+            if not seqs:
+                return None
+            claimed = conn.execute(
+                update(outbox).where(outbox.c.seq.in_(seqs), outbox.c.status == "pending",
+                                     outbox.c.batch_id.is_(None))
+                .values(batch_id=batch_id, claimed_at=datetime.now(UTC))).rowcount
+        # Another relay may have won some rows (rowcount short) or all of them: take what we got.
+        return batch_id if claimed else self._claim()
+
+    def _batches_to_finish(self) -> list[str]:
+        cutoff = datetime.now(UTC) - self._claim_timeout
+        query = (select(outbox.c.batch_id, func.max(outbox.c.claimed_at)).where(
+            outbox.c.status == "pending", outbox.c.batch_id.is_not(None)).group_by(outbox.c.batch_id))
+        with self._store("finding unfinished batches") as engine, engine.begin() as conn:
+            found = conn.execute(query).all()
+            mine = [b for b, _ in found if b in self._unfinished]
+            stale = [b for b, at in found if b not in self._unfinished and utc(at) <= cutoff]
+            # Take a stale batch over by CAS on its claim time, so two relays never both redeliver it.
+            taken = [b for b in stale if conn.execute(
+                update(outbox).where(outbox.c.batch_id == b, outbox.c.status == "pending",
+                                     outbox.c.claimed_at <= cutoff)
+                .values(claimed_at=datetime.now(UTC))).rowcount]
+        return mine + taken
+
+    def _finish(self, batch_id: str, report: RelayReport) -> None:
+        """Deliver a claimed batch and mark its rows sent; on failure keep it to retry."""
+        self._unfinished.add(batch_id)
+        with self._store(f"reading batch {batch_id}") as engine, engine.connect() as conn:
+            rows = conn.execute(select(outbox).where(outbox.c.batch_id == batch_id, outbox.c.status == "pending")
+                                .order_by(outbox.c.seq)).mappings().all()
+        batch = [OutboxEvent(r["seq"], r["event_id"], r["event_type"], r["tenant"], utc(r["event_time"]),
+                             r["payload"]) for r in rows]
+        written = self._target.deliver(batch_id, batch) if batch else 0
+        with self._store(f"marking batch {batch_id} sent") as engine, engine.begin() as conn:
+            sent = conn.execute(update(outbox).where(outbox.c.batch_id == batch_id, outbox.c.status == "pending")
+                                .values(status="sent", sent_at=datetime.now(UTC))).rowcount
+        self._unfinished.discard(batch_id)
+        report.batches += 1
+        report.delivered += sent
+        report.written += written
+
+    def _store(self, doing: str) -> _StoreErrors:
+        return _StoreErrors(self._engine, doing)
+
+
+class _StoreErrors:
+    """``with`` block yielding the engine; SQLAlchemy errors become a LineageStoreError."""
+
+    def __init__(self, engine: Engine, doing: str) -> None:
+        self._engine = engine
+        self._doing = doing
+
+    def __enter__(self) -> Engine:
+        return self._engine
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, SQLAlchemyError):
+            raise LineageStoreError(f"{self._doing}: {exc}") from exc
+
+
+class RelayWorker:
+    """The relay as a background thread inside ``ragline serve``: a pass every ``interval_s``;
+    ``stop`` lands what is still pending before returning."""
+
+    def __init__(self, relay: OutboxRelay, interval_s: float = 1.0) -> None:
+        self._relay = relay
+        self._interval = interval_s
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ragline-relay", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stopping.set()
+        self._thread.join(timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._interval):
+            self._pass(force=False)
+        self._pass(force=True)
+
+    def _pass(self, *, force: bool) -> None:
+        try:
+            report = self._relay.run_once(force=force)
+        except RaglineError as exc:  # transient store/lake trouble: the rows stay pending for the next pass
+            log.warning("lineage relay pass failed: %s", exc)
+            return
+        if report.delivered:
+            log.info("lineage relay: %d events delivered in %d batches", report.delivered, report.batches)
