@@ -17,6 +17,8 @@ from ingest.embed import BatchingConfig, EmbeddingCache, EmbeddingClient
 from ingest.extract import ExtractionLimits, detect
 from ingest.pipeline import IngestPipeline
 from ingest.registry import DocumentRegistry
+from lineage import IcebergLanding, OutboxRelay, RelayWorker, SqlChunkArchive, SqlLineageStore
+from lineage.iceberg import resolve_catalog_properties
 from retrieval.generation import ExtractiveGenerator, OpenAIChatGenerator
 from retrieval.index import QdrantEdgeIndex, QdrantServerIndex, collection_name
 from schemas import ids
@@ -164,7 +166,37 @@ class Components:
             limits=ExtractionLimits(ext.max_bytes, ext.max_pages, ext.timeout_s, ext.memory_mb),
             chunker_for=self.chunkers, embedder=self.embedding_client(), index=self.index,
             registry=self.registry, collection=self.collection, pipeline_fingerprint=self.pipeline_fingerprint,
+            archive=self.chunk_archive, on_change=self.lineage.record_document_change,
         )
+
+    @cached_property
+    def lineage(self) -> SqlLineageStore:
+        """The LineageSink of every answer path (transactional outbox on ``engine``)."""
+        cfg = self.settings.lineage
+        return SqlLineageStore(self.engine, deployment=self.settings.deployment,
+                               store_query_text=cfg.store_query_text,
+                               tenants_hashing_queries=cfg.tenants_hashing_queries)
+
+    @cached_property
+    def chunk_archive(self) -> SqlChunkArchive:
+        return SqlChunkArchive(self.engine)
+
+    @cached_property
+    def lineage_lake(self) -> IcebergLanding:
+        """The Iceberg tables (opened lazily: the catalog is touched on first use)."""
+        cfg = self.settings.lineage
+        properties = resolve_catalog_properties(cfg.catalog_name, dict(cfg.catalog), self.settings.home)
+        return IcebergLanding(cfg.catalog_name, properties, cfg.namespace)
+
+    def relay(self) -> OutboxRelay:
+        """Outbox -> Iceberg (the embedded default; a Kafka target would plug in here)."""
+        cfg = self.settings.lineage.relay
+        return OutboxRelay(self.engine, self.lineage_lake, batch_size=cfg.batch_size, max_age_s=cfg.max_age_s,
+                           claim_timeout_s=cfg.claim_timeout_s)
+
+    def relay_worker(self) -> RelayWorker:
+        """The background relay of ``ragline serve``: ``start()`` in the lifespan, ``stop()`` at shutdown."""
+        return RelayWorker(self.relay(), self.settings.lineage.relay.interval_s)
 
     def close(self) -> None:
         if "index" in self.__dict__:
