@@ -41,9 +41,9 @@ class OpenAIEmbedder:
         self._encoding_name = encoding
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        from ingest.chunk.tokens import load_encoding
+        from ingest.chunk.tokens import get_encoding
 
-        return [len(ids) for ids in load_encoding(self._encoding_name).encode_ordinary_batch(list(texts))]
+        return [len(ids) for ids in get_encoding(self._encoding_name).encode_ordinary_batch(list(texts))]
 
     def embed_batch(self, texts: Sequence[str]) -> list[list[float]]:
         kwargs = {"dimensions": self._request_dimensions} if self._request_dimensions else {}
