@@ -15,11 +15,15 @@ from ingest.reconcile import reconcile
 from ingest.sources import SourceOptions, iter_sources, load_passwords
 from schemas.errors import RaglineError
 from services import output
+from services.lineage_cli import documents_app, lineage_app, relay_app
 from services.operations import reingest_from_source
 from services.settings import Settings
 from services.wiring import Components
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="ragline: RAG ingestion with answer lineage.")
+app.add_typer(lineage_app, name="lineage")
+app.add_typer(relay_app, name="relay")
+app.add_typer(documents_app, name="documents")
 
 EXIT_PARTIAL = 3
 JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]

@@ -1,0 +1,180 @@
+"""``ragline lineage …``, ``ragline relay`` and ``ragline documents forget``: thin commands
+over ``lineage`` and ``services.lineage_ops`` (registered in ``services.cli``)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from lineage import RelayReport
+from schemas.errors import ConfigurationError
+from services import lineage_ops, output
+from services.settings import Settings
+from services.wiring import Components
+
+lineage_app = typer.Typer(no_args_is_help=True, help="Audit answer lineage: which answers used what.")
+relay_app = typer.Typer(help="Move outbox events into the Iceberg lineage tables.")
+documents_app = typer.Typer(no_args_is_help=True, help="Manage indexed documents.")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
+TenantOpt = Annotated[str | None, typer.Option("--tenant", help="only this tenant")]
+
+
+def _components() -> Components:
+    return Components(Settings())
+
+
+def _moment(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ConfigurationError(f"{option} {value!r}: expected an ISO 8601 date or time") from exc
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+@lineage_app.command("answers")
+def answers_cmd(
+    document: Annotated[str, typer.Option("--document", help="document id")],
+    version: Annotated[str | None, typer.Option("--version", help="only this document version")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="from this time (ISO 8601, UTC if no zone)")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="before this time (exclusive)")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 50,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="next_cursor of the previous page")] = None,
+    tenant: TenantOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Answers that used a document, newest first."""
+    from lineage import LineageQueries
+
+    comps = _components()
+    page = LineageQueries(comps.engine).answers_for_document(
+        document, tenant=tenant, version=version, since=_moment(since, "--since"), until=_moment(until, "--until"),
+        limit=limit, cursor=cursor)
+    comps.close()
+    if as_json:
+        output.emit_json(page.to_dict())
+        return
+    output.table(f"answers that used {document}", ["answer", "created", "tenant", "version", "rank", "cited"],
+                 [[a.answer_id, a.created_at.isoformat(timespec="seconds"), a.tenant, a.document_version[:12],
+                   a.rank, "yes" if a.cited else ""] for a in page.answers])
+    if page.next_cursor:
+        output.stdout.print(f"more: --cursor {page.next_cursor}")
+
+
+@lineage_app.command("show")
+def show_cmd(answer_id: str, tenant: TenantOpt = None, as_json: JsonFlag = False) -> None:
+    """The full trace of an answer: query, retrieved chunks with archived text, versions, timings."""
+    comps = _components()
+    trace = lineage_ops.answer_trace(comps, answer_id, tenant).to_dict()
+    comps.close()
+    if as_json:
+        output.emit_json(trace)
+        return
+    for key in ("answer_id", "tenant", "created_at", "status", "endpoint", "query", "answer_text",
+                "embedding_model_version", "prompt_template_version", "llm_model_version", "collection",
+                "usage", "timings_ms"):
+        output.stdout.print(f"[bold]{key}[/]: {trace[key]}", highlight=False)
+    for s in trace["retrieved"]:
+        text = "(forgotten)" if s["forgotten"] else " ".join((s["text"] or "(not archived)").split())[:200]
+        output.stdout.print(f"[bold]{s['rank']}. {s['score']:.3f}{' cited' if s['cited'] else ''}[/] "
+                            f"{s['source_uri']} @ {s['document_version'][:12]}\n   {text}", highlight=False)
+
+
+@lineage_app.command("replay")
+def replay_cmd(answer_id: str, tenant: TenantOpt = None, as_json: JsonFlag = False) -> None:
+    """Rebuild the exact prompt that was sent for an answer."""
+    comps = _components()
+    result = lineage_ops.replay(comps, answer_id, tenant)
+    comps.close()
+    if as_json:
+        output.emit_json(result.to_dict())
+        return
+    verdict = "matches" if result.template_matches else "[red]DIFFERS from the recorded hash[/]"
+    output.stderr.print(f"template {result.template_version} (sha256 {result.template_sha256[:12]}) {verdict}")
+    for message in result.messages:
+        output.stdout.print(f"[bold]\\[{message['role']}][/]\n{message['content']}\n", highlight=False)
+    if not result.template_matches:
+        raise typer.Exit(1)
+
+
+@lineage_app.command("stats")
+def stats_cmd(as_json: JsonFlag = False) -> None:
+    """Counts an operator checks at a glance (SQL projection, outbox, Iceberg)."""
+    comps = _components()
+    stats = lineage_ops.lineage_stats(comps)
+    comps.close()
+    if as_json:
+        output.emit_json(stats)
+        return
+    output.table("lineage", ["what", "count"], [[k, v] for k, v in stats.items()])
+
+
+@lineage_app.command("compact")
+def compact_cmd(as_json: JsonFlag = False) -> None:
+    """Rewrite each day of the Iceberg tables as one data file (small-file maintenance)."""
+    comps = _components()
+    reports = comps.lineage_lake.compact()
+    comps.close()
+    if as_json:
+        output.emit_json([asdict(r) for r in reports])
+        return
+    for r in reports:
+        output.stdout.print(f"{r.table}: {r.days} day(s) compacted, {r.files_before} -> {r.files_after} data files")
+
+
+@relay_app.callback(invoke_without_command=True)
+def relay_cmd(
+    once: Annotated[bool, typer.Option("--once", help="drain the outbox and exit")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Land outbox events in Iceberg: with --once drain and exit, else keep relaying until Ctrl-C."""
+    comps = _components()
+    relay = comps.relay()
+    total = RelayReport()
+    try:
+        if once:
+            total = relay.drain()
+        else:
+            interval = comps.settings.lineage.relay.interval_s
+            try:
+                while True:
+                    _add(total, relay.run_once())
+                    time.sleep(interval)
+            except KeyboardInterrupt:
+                _add(total, relay.drain())
+    finally:
+        comps.close()
+    if as_json:
+        output.emit_json(asdict(total))
+    else:
+        output.stdout.print(f"{total.delivered} events delivered in {total.batches} batches "
+                            f"({total.written} written, {total.taken_over} batches taken over)")
+
+
+def _add(total: RelayReport, report: RelayReport) -> None:
+    total.batches += report.batches
+    total.delivered += report.delivered
+    total.written += report.written
+    total.taken_over += report.taken_over
+
+
+@documents_app.command("forget")
+def forget_cmd(document_id: str, tenant: TenantOpt = None, as_json: JsonFlag = False) -> None:
+    """Erasure: delete from retrieval, erase archived chunk text (ids kept), list answers that used it."""
+    comps = _components()
+    who = tenant or comps.settings.default_tenant
+    report = lineage_ops.forget_document(comps, who, document_id, comps.pipeline().delete)
+    comps.close()
+    if as_json:
+        output.emit_json(asdict(report))
+        return
+    output.stdout.print(f"document {document_id}: {report.chunks_erased} chunk texts erased; "
+                        f"{len(report.answer_ids)} answers referenced it")
+    for answer_id in report.answer_ids:
+        output.stdout.print(f"  {answer_id}")
