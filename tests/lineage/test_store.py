@@ -33,7 +33,8 @@ def outbox_events(engine: Engine) -> list[dict[str, object]]:
 
 
 def test_one_answer_is_one_row_per_table_and_one_valid_event(store: SqlLineageStore, engine: Engine) -> None:
-    answer = make_answer(sources=5, documents=("doc-a", "doc-b"), traceparent="00-" + "ab" * 16 + "-" + "cd" * 8 + "-01")
+    traceparent = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+    answer = make_answer(sources=5, documents=("doc-a", "doc-b"), traceparent=traceparent)
     store.record_answer(answer)
 
     assert count(engine, answers) == 1
