@@ -1,0 +1,34 @@
+"""A process the crash test SIGKILLs: ``write URL`` records answers in a loop and prints
+each answer_id once its transaction committed (what a client would have received);
+``relay URL LAKE`` drains the outbox into Iceberg in small batches."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from lineage_records import make_answer
+
+from lineage import IcebergLanding, OutboxRelay, SqlLineageStore, default_catalog_properties
+from services.db import make_engine
+
+
+def main(mode: str, url: str, lake: str | None = None) -> None:
+    engine = make_engine(url)
+    if mode == "write":
+        store = SqlLineageStore(engine)
+        print("ready", flush=True)
+        while True:
+            answer = make_answer(documents=("doc-a", "doc-b", "doc-c"))
+            store.record_answer(answer)
+            print(answer.answer_id, flush=True)
+    else:
+        assert lake is not None
+        landing = IcebergLanding("test", default_catalog_properties(Path(lake))).open()
+        print("ready", flush=True)
+        OutboxRelay(engine, landing, batch_size=25).drain()
+        print("drained", flush=True)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
