@@ -73,7 +73,8 @@ class ApiKey(_Group):
     key: SecretStr
     tenant: str
     roles: tuple[Literal["reader", "ingester", "auditor", "admin"], ...] = ("reader",)
-    access_tags: tuple[str, ...] | None = Field(None, description="None: every chunk of the tenant")
+    access_tags: tuple[str, ...] = Field(
+        (), description="tags this key may read besides untagged chunks; '*' reads every tag (admins always do)")
 
 
 class ApiSettings(_Group):

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 
 from schemas import ids
-from services.api import chat_routes, document_routes, health_routes, problems, query_routes
+from services.api import chat_routes, document_routes, health_routes, lineage_routes, problems, query_routes
 from services.api.deps import AuthError, authenticate
 from services.api.runtime import InvalidField, Runtime
 from services.wiring import Components
@@ -20,12 +20,18 @@ log = logging.getLogger("ragline.api")
 _OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc")
 
 
-def create_app(components: Components) -> FastAPI:
+def create_app(components: Components, *, run_relay: bool = True) -> FastAPI:
+    """The app; with ``run_relay`` the outbox relay lands lineage in the background."""
     runtime = Runtime(components)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        relay = components.relay_worker() if run_relay else None
+        if relay:
+            relay.start()
         yield
+        if relay:
+            relay.stop()
         runtime.close()
         components.close()
 
@@ -35,7 +41,7 @@ def create_app(components: Components) -> FastAPI:
     app.state.runtime = runtime
     problems.install(app)
     app.add_exception_handler(InvalidField, _invalid_field)  # type: ignore[arg-type]
-    for module in (query_routes, chat_routes, document_routes, health_routes):
+    for module in (query_routes, chat_routes, document_routes, lineage_routes, health_routes):
         app.include_router(module.router)
     app.middleware("http")(_context_middleware)
     if components.settings.api.cors_origins:

@@ -44,8 +44,10 @@ def authenticate(settings: ApiSettings, default_tenant: str, authorization: str 
         raise AuthError(401, "Unauthorized", "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
     for key in settings.keys:
         if hmac.compare_digest(key.key.get_secret_value().encode(), presented.encode()):
-            roles = frozenset(key.roles) | ({"reader", "ingester", "auditor"} if "admin" in key.roles else set())
-            return Caller(key.tenant, roles, key.access_tags)
+            admin = "admin" in key.roles
+            roles = frozenset(key.roles) | ({"reader", "ingester", "auditor"} if admin else set())
+            tags = None if admin or "*" in key.access_tags else key.access_tags
+            return Caller(key.tenant, roles, tags)
     raise AuthError(401, "Unauthorized", "unknown API key")
 
 

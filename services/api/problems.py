@@ -37,8 +37,10 @@ def problem(status: int, title: str, detail: str, request: Request | None = None
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or ".".join(str(p) for p in loc)
+    """The field's path without its location prefix: ("body", "filters", "k") -> "filters.k"."""
+    if len(loc) > 1 and loc[0] in ("body", "query", "path", "header"):
+        loc = loc[1:]
+    return ".".join(str(p) for p in loc)
 
 
 async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
