@@ -1,0 +1,160 @@
+"""The layout in DESIGN.md is the architecture: who may import whom, checked by parsing
+every source file's imports with ``ast`` (nothing is imported), and each package's
+curated public surface (``__all__``) pinned."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CORE = ("ingest", "retrieval", "lineage", "schemas")
+STDLIB = set(sys.stdlib_module_names) | {"__future__"}
+
+#: Each package's public surface. Changing one is a decision: update it here on purpose.
+PUBLIC_SURFACE = {
+    "ingest.chunk": [
+        "ChunkerConfig", "CodeChunker", "CodeConfig", "FixedConfig", "FixedTokenChunker", "RecursiveChunker",
+        "RecursiveConfig", "available_chunkers", "count_tokens", "get_encoding", "load_chunker",
+    ],
+    "ingest.embed": [
+        "BatchingConfig", "CostEstimate", "EmbeddingCache", "EmbeddingClient", "EmbeddingStats",
+        "OverLongInputError", "OverLongPolicy",
+    ],
+    "ingest.extract": ["ExtractionLimits", "detect_media_type", "extract_document", "supported_media_types"],
+    "lineage": [
+        "AnswerPage", "AnswerStateError", "AnswerTrace", "AnswerUse", "ArchivedText", "DuplicateAnswerError",
+        "ForgetReport", "IcebergLanding", "InvalidCursorError", "InvalidEventError", "LandingError", "LineageError",
+        "LineageQueries", "LineageStoreError", "OutboxEvent", "OutboxRelay", "RelayReport", "RelayTarget",
+        "RelayWorker", "SourceTrace", "SqlChunkArchive", "SqlLineageStore", "build_answer_event",
+        "build_document_event", "default_catalog_properties", "parse", "resolve_catalog_properties", "serialize",
+        "validate_event",
+    ],
+    "retrieval": ["RetrievalTimings", "Retriever"],
+    "retrieval.generation": ["ExtractiveGenerator", "OpenAIChatGenerator"],
+    "retrieval.index": ["HnswConfig", "QdrantEdgeIndex", "QdrantServerIndex", "collection_name"],
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def sources(package: str) -> list[Path]:
+    return sorted((REPO / package).rglob("*.py"))
+
+
+def imports(path: Path) -> Iterator[tuple[int, str]]:
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    return imports_in(path.read_text(encoding="utf-8"), package)
+
+
+def imports_in(source: str, package: str) -> Iterator[tuple[int, str]]:
+    """(line, absolute dotted name) of every import in ``source`` (a module of ``package``),
+    lazy ones inside functions included; ``from a import b`` yields ``a.b`` so that
+    submodules imported by name are seen."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            for alias in node.names:
+                yield node.lineno, base if alias.name == "*" else f"{base}.{alias.name}"
+
+
+def violations(package: str, allowed: object) -> list[str]:
+    """Imports of ``package``'s files for which ``allowed(name)`` is false."""
+    found = []
+    for path in sources(package):
+        for line, name in imports(path):
+            if not allowed(name):  # type: ignore[operator]
+                found.append(f"{path.relative_to(REPO)}:{line} imports {name}")
+    return found
+
+
+def top(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+def is_under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def test_every_package_has_sources() -> None:
+    for package in (*CORE, "services"):
+        assert sources(package), f"{package}/ has no Python files"
+
+
+def test_the_import_parser_sees_relative_lazy_and_from_imports() -> None:
+    source = ("import os.path\nfrom . import registry\nfrom ..schemas import ids\n"
+              "def f():\n    from services.cli import app\n")
+    assert sorted(name for _, name in imports_in(source, "ingest.embed")) == [
+        "ingest.embed.registry", "ingest.schemas.ids", "os.path", "services.cli.app"]
+    assert {n for _, n in imports(REPO / "ingest" / "pipeline.py")} >= {"ingest.embed.client.EmbeddingClient",
+                                                                        "schemas.ids"}
+
+
+@pytest.mark.parametrize("package", CORE)
+def test_the_core_never_imports_services(package: str) -> None:
+    assert violations(package, lambda name: top(name) != "services") == []
+
+
+def test_schemas_import_only_the_stdlib_and_pydantic() -> None:
+    assert violations("schemas", lambda name: top(name) in STDLIB | {"pydantic", "schemas"}) == []
+
+
+def test_ingest_imports_neither_retrieval_nor_lineage() -> None:
+    assert violations("ingest", lambda name: top(name) not in {"retrieval", "lineage"}) == []
+
+
+def test_retrieval_imports_from_ingest_only_the_embedding_client() -> None:
+    assert violations("retrieval", lambda name: top(name) != "ingest" or is_under(name, "ingest.embed")) == []
+    assert violations("retrieval", lambda name: top(name) != "lineage") == []
+
+
+def test_lineage_imports_neither_ingest_nor_retrieval() -> None:
+    assert violations("lineage", lambda name: top(name) not in {"ingest", "retrieval"}) == []
+
+
+def public_surface(package: str) -> list[str] | None:
+    init = REPO / package.replace(".", "/") / "__init__.py"
+    tree = ast.parse(init.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    return None
+
+
+def bound_names(package: str) -> set[str]:
+    tree = ast.parse((REPO / package.replace(".", "/") / "__init__.py").read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names.update(a.asname or a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(PUBLIC_SURFACE))
+def test_public_surface_is_pinned(package: str) -> None:
+    surface = public_surface(package)
+    assert surface == PUBLIC_SURFACE[package]
+    assert set(surface) <= bound_names(package), "every exported name is defined or imported in __init__"
+
+
+def test_every_package_with_all_is_pinned() -> None:
+    packages = {module_name(init) for p in (*CORE, "services") for init in (REPO / p).rglob("__init__.py")}
+    with_all = {p for p in packages if public_surface(p) is not None}
+    assert with_all == set(PUBLIC_SURFACE), "pin the new package's __all__ in PUBLIC_SURFACE"
