@@ -10,7 +10,7 @@ batch are dropped before writing.
 
 from __future__ import annotations
 
-import json
+import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import (
     CommitFailedException,
@@ -78,7 +80,7 @@ ANSWER_SCHEMA = Schema(
     NestedField(12, "prompt_template_version", StringType(), required=True),
     NestedField(13, "llm_model_version", StringType(), required=True),
     NestedField(14, "collection", StringType(), required=True),
-    NestedField(15, "data", StringType(), required=True, doc="the event's data as JSON"),
+    NestedField(15, "event", StringType(), required=True, doc="the whole CloudEvent, structured-mode JSON"),
     NestedField(16, "outbox_seq", LongType(), required=True),
     identifier_field_ids=[1],
 )
@@ -91,7 +93,7 @@ DOCUMENT_SCHEMA = Schema(
     NestedField(9, "collection", StringType(), required=True),
     NestedField(10, "chunk_ids", ListType(30, StringType(), element_required=True), required=True),
     NestedField(11, "forgotten", BooleanType(), required=True),
-    NestedField(12, "data", StringType(), required=True, doc="the event's data as JSON"),
+    NestedField(12, "event", StringType(), required=True, doc="the whole CloudEvent, structured-mode JSON"),
     NestedField(13, "outbox_seq", LongType(), required=True),
     identifier_field_ids=[1],
 )
@@ -159,8 +161,8 @@ class IcebergLanding:
     def deliver(self, batch_id: str, events: Sequence[OutboxEvent]) -> int:
         answers = [e for e in events if e.event_type == ANSWER_EVENT_TYPE]
         documents = [e for e in events if e.event_type != ANSWER_EVENT_TYPE]
-        return (self._land(ANSWER_TABLE, _answer_row, batch_id, answers)
-                + self._land(DOCUMENT_TABLE, _document_row, batch_id, documents))
+        return (self._land(ANSWER_TABLE, _ANSWER_DATA, batch_id, answers)
+                + self._land(DOCUMENT_TABLE, _DOCUMENT_DATA, batch_id, documents))
 
     def count(self, name: str) -> int:
         """Rows in the table, from the current snapshot's summary (no data file is read)."""
@@ -172,7 +174,7 @@ class IcebergLanding:
         table in one transaction (pyiceberg 0.12 has no ``rewrite_data_files``)."""
         return [self._compact(name) for name in (ANSWER_TABLE, DOCUMENT_TABLE)]
 
-    def _land(self, name: str, to_row: Any, batch_id: str, events: Sequence[OutboxEvent]) -> int:
+    def _land(self, name: str, data_fields: tuple[str, ...], batch_id: str, events: Sequence[OutboxEvent]) -> int:
         if not events:
             return 0
         table = self.table(name)
@@ -180,7 +182,7 @@ class IcebergLanding:
             return 0
         unique = list({e.event_id: e for e in events}.values())
         # The table's own schema: the catalog reassigns field ids at creation.
-        rows = pa.Table.from_pylist([to_row(e) for e in unique], schema=table.schema().as_arrow())
+        rows = _to_arrow(unique, table.schema().as_arrow(), data_fields)
         with _translated(f"appending {len(unique)} events to {self.namespace}.{name}"):
             table.append(rows, snapshot_properties={BATCH_PROPERTY: batch_id,
                                                     SEQ_PROPERTY: str(max(e.seq for e in unique))})
@@ -215,32 +217,50 @@ def _day_filter(day: date) -> BooleanExpression:
                LessThan("event_time", (start + timedelta(days=1)).isoformat()))
 
 
-def _envelope_row(event: OutboxEvent, body: dict[str, Any]) -> dict[str, Any]:
-    return {"event_id": event.event_id, "event_type": event.event_type, "source": body["source"],
-            "event_time": event.event_time.astimezone(UTC), "tenant": event.tenant,
-            "data": json.dumps(body["data"], ensure_ascii=False, sort_keys=True), "outbox_seq": event.seq}
+#: Columns taken from the event's ``data`` (the rest come from the outbox row and the envelope).
+_ANSWER_DATA = ("answer_id", "status", "chunk_ids", "document_ids", "embedding_model_version",
+                "prompt_template_version", "llm_model_version", "collection")
+_DOCUMENT_DATA = ("document_id", "document_version", "source_uri", "collection", "chunk_ids", "forgotten")
 
 
-def _answer_row(event: OutboxEvent) -> dict[str, Any]:
-    body = json.loads(event.payload)
-    data = body["data"]
-    return _envelope_row(event, body) | {
-        "traceparent": body.get("traceparent"), "answer_id": data["answer_id"], "status": data["status"],
-        "chunk_ids": data["chunk_ids"], "document_ids": data["document_ids"],
-        "embedding_model_version": data["embedding_model_version"],
-        "prompt_template_version": data["prompt_template_version"],
-        "llm_model_version": data["llm_model_version"], "collection": data["collection"],
-    }
+def _to_arrow(events: Sequence[OutboxEvent], target: pa.Schema, data_fields: tuple[str, ...]) -> pa.Table:
+    """Columns for a batch, parsing every payload in one vectorized pass (Arrow's JSON
+    reader) rather than ``json.loads`` per event: landing is bounded by this, not by Iceberg."""
+    wanted = pa.struct([(f, _json_type(target.field(f).type)) for f in data_fields])
+    parse = pa.schema([("source", pa.string()), ("traceparent", pa.string()), ("data", wanted)])
+    body = "\n".join(e.payload for e in events).encode("utf-8")
+    # One block, one thread: measured 2-3x faster than Arrow's threaded default on 2 busy cores.
+    parsed = pa_json.read_json(
+        io.BytesIO(body), read_options=pa_json.ReadOptions(use_threads=False, block_size=max(len(body), 1 << 20)),
+        parse_options=pa_json.ParseOptions(explicit_schema=parse, unexpected_field_behavior="ignore"))
+    data = parsed["data"].combine_chunks()
+    columns: dict[str, Any] = {
+        "event_id": [e.event_id for e in events], "event_type": [e.event_type for e in events],
+        "source": parsed["source"], "event_time": [e.event_time for e in events],
+        "tenant": [e.tenant for e in events], "traceparent": parsed["traceparent"],
+        "event": [e.payload for e in events], "outbox_seq": [e.seq for e in events],
+    } | {f: _with_default(data.field(f)) for f in data_fields}
+    arrays = [pa.array(columns[f.name], f.type) if isinstance(columns[f.name], list)
+              else columns[f.name].cast(f.type) for f in target]
+    return pa.Table.from_arrays(arrays, schema=target)
 
 
-def _document_row(event: OutboxEvent) -> dict[str, Any]:
-    body = json.loads(event.payload)
-    data = body["data"]
-    return _envelope_row(event, body) | {
-        "document_id": data["document_id"], "document_version": data["document_version"],
-        "source_uri": data["source_uri"], "collection": data["collection"],
-        "chunk_ids": data.get("chunk_ids", []), "forgotten": data.get("forgotten", False),
-    }
+def _json_type(arrow_type: pa.DataType) -> pa.DataType:
+    """Arrow's JSON reader builds only the plain string/list types; cast to the large ones after."""
+    if pa.types.is_large_string(arrow_type):
+        return pa.string()
+    if pa.types.is_large_list(arrow_type):
+        return pa.list_(_json_type(arrow_type.value_type))
+    return arrow_type
+
+
+def _with_default(values: pa.Array) -> pa.Array:
+    """Fields a schema version may omit (a deletion has no chunk_ids): empty list, False."""
+    if pa.types.is_boolean(values.type):
+        return pc.fill_null(values, False)
+    if pa.types.is_large_list(values.type) or pa.types.is_list(values.type):
+        return pc.fill_null(values, pa.scalar([], values.type))
+    return values
 
 
 @contextmanager
