@@ -20,7 +20,8 @@ from services.operations import reingest_from_source
 from services.settings import Settings
 from services.wiring import Components
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="ragline: RAG ingestion with answer lineage.")
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="ragline: RAG ingestion with answer lineage.")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(relay_app, name="relay")
 app.add_typer(documents_app, name="documents")
@@ -67,7 +68,8 @@ def ingest(
 
         summary = pipeline.ingest(iter_sources(targets, options), estimate_only=estimate, on_document=on_document)
     stats = pipeline.embedder.stats
-    if not estimate and settings.index.backend == "edge" and stats.embedded_texts >= settings.index.optimize_after_points:
+    optimize_due = stats.embedded_texts >= settings.index.optimize_after_points
+    if not estimate and settings.index.backend == "edge" and optimize_due:
         if not as_json:
             output.stderr.print(f"building the HNSW index for {pipeline.collection} …")
         comps.index.optimize(pipeline.collection)
@@ -189,7 +191,8 @@ def serve(
     loopback = host == "localhost" or _is_loopback(host, ipaddress)
     if not settings.api.keys and not loopback:
         raise typer.BadParameter(
-            f"refusing to serve {host} without API keys: configure RAGLINE_API__KEYS or bind 127.0.0.1", param_hint="--host")
+            f"refusing to serve {host} without API keys: configure RAGLINE_API__KEYS or bind 127.0.0.1",
+            param_hint="--host")
     comps = Components(settings)
     application = create_app(comps)
     output.stderr.print(f"ragline serving {comps.collection} on http://{host}:{port} (docs: /docs)")

@@ -52,7 +52,8 @@ def build_index(settings: Settings) -> VectorIndex:
     if cfg.backend == "edge":
         return QdrantEdgeIndex(settings.home / "index", cfg.hnsw)
     if cfg.qdrant_url is None and cfg.qdrant_path is None:
-        raise ConfigurationError("RAGLINE_INDEX__QDRANT_URL (or RAGLINE_INDEX__QDRANT_PATH) is required for backend qdrant")
+        raise ConfigurationError(
+            "RAGLINE_INDEX__QDRANT_URL (or RAGLINE_INDEX__QDRANT_PATH) is required for backend qdrant")
     key = cfg.qdrant_api_key.get_secret_value() if cfg.qdrant_api_key else None
     path = str(cfg.qdrant_path) if cfg.qdrant_path else None
     return QdrantServerIndex.connect(cfg.qdrant_url, key, path, cfg.hnsw)

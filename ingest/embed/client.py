@@ -58,7 +58,7 @@ class _WaitRetryAfter(wait_base):
     """Exponential backoff with jitter, never shorter than the server's Retry-After."""
 
     def __init__(self, cap_s: float) -> None:
-        self._backoff = wait_exponential_jitter(initial=0.5, max=cap_s)
+        self._backoff = wait_exponential_jitter(multiplier=0.5, max=cap_s)
         self._cap = cap_s
 
     def __call__(self, retry_state):  # type: ignore[no-untyped-def]

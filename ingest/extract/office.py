@@ -29,7 +29,8 @@ class OfficeExtractor:
     def extract(self, data: bytes, source_uri: str, *, password: str | None = None) -> ExtractedDocument:
         media_type = detect.detect_media_type(data, source_uri)
         if media_type in _PANDOC_TYPES and shutil.which("pandoc") is None:
-            raise ExtractionError(source_uri, f"{media_type} needs pandoc, which is not installed (apt-get install pandoc)")
+            raise ExtractionError(source_uri, f"{media_type} needs pandoc, which is not installed "
+                                              "(apt-get install pandoc)")
         partition = _partitioner()
         try:
             elements = partition(file=io.BytesIO(data), content_type=media_type, metadata_filename=source_uri)

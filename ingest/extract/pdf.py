@@ -72,7 +72,8 @@ class PdfExtractor:
         text = "".join(parts)
         warnings = []
         if empty_pages:
-            warnings.append(f"{source_uri}: no text layer on page(s) {_ranges(empty_pages)} of {page_count} (scanned? OCR is not run)")
+            warnings.append(f"{source_uri}: no text layer on page(s) {_ranges(empty_pages)} of {page_count} "
+                            "(scanned? OCR is not run)")
         return ExtractedDocument(
             source_uri, detect.PDF, text, tuple(sections),
             {"pages": page_count, **_metadata(pdf.metadata)}, tuple(warnings),

@@ -19,9 +19,11 @@ from schemas.retrieval import Generation, RetrievedChunk
 MODEL_VERSION = "ragline-extractive@1"
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z0-9\"'(\[])|\n\s*\n|\n(?=[-*#|] )")
 _WORD = re.compile(r"\w+", re.UNICODE)
-_STOP = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "for", "from", "has", "have", "how", "i", "if", "in", "is", "it", "its", "may", "must", "of", "on", "or", "should", "so", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "was", "we", "what", "when", "where", "which", "who", "why", "will", "with", "would", "you", "your"]
-)
+_STOP_WORDS = """
+a an and are as at be but by can do does for from has have how i if in is it its may must of on or should so
+than that the their them then there these they this to was we what when where which who why will with would
+you your"""
+_STOP = frozenset(_STOP_WORDS.split())
 
 
 @dataclass(frozen=True)

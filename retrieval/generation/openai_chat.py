@@ -35,7 +35,8 @@ class OpenAIChatGenerator:
         usage = response.usage
         return Generation(
             text=text, cited_ranks=_cited(text, len(chunks)), model_version=f"openai-chat:{response.model}",
-            prompt_tokens=usage.prompt_tokens if usage else 0, completion_tokens=usage.completion_tokens if usage else 0,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
         )
 
     def stream(self, query: str, chunks: Sequence[RetrievedChunk],

@@ -107,7 +107,8 @@ class QdrantEdgeIndex:
         offset = None
         selector = qe.PayloadSelector.Include(["tenant", "document_id", "document_version"])
         while True:
-            records, offset = self._call(shard.scroll, qe.ScrollRequest(offset=offset, limit=2048, with_payload=selector))
+            request = qe.ScrollRequest(offset=offset, limit=2048, with_payload=selector)
+            records, offset = self._call(shard.scroll, request)
             for r in records:
                 key = (str(r.payload["tenant"]), str(r.payload["document_id"]), str(r.payload["document_version"]))
                 counts[key] = counts.get(key, 0) + 1
@@ -146,7 +147,8 @@ def _filter(flt: SearchFilter) -> Any:
         if values is not None:
             must.append(qe.FieldCondition(key=key, match=qe.MatchAny(list(values))))
     if flt.access_tags is not None:
-        tags = qe.FieldCondition(key="access_tags", match=qe.MatchAny(list(flt.access_tags))) if flt.access_tags else None
-        untagged = qe.IsEmptyCondition(key="access_tags")
-        must.append(qe.Filter(should=[c for c in (tags, untagged) if c is not None]))
+        should: list[Any] = [qe.IsEmptyCondition(key="access_tags")]  # untagged: readable by the whole tenant
+        if flt.access_tags:
+            should.append(qe.FieldCondition(key="access_tags", match=qe.MatchAny(list(flt.access_tags))))
+        must.append(qe.Filter(should=should))
     return qe.Filter(must=must)

@@ -57,8 +57,8 @@ class DocumentJson(BaseModel):
 async def upload(request: Request, response: Response, caller: Ingester, rt: RuntimeDep) -> dict[str, Any]:
     declared = int(request.headers.get("content-length") or 0)
     if declared > rt.settings.api.max_upload_bytes:
-        raise InvalidField("file", f"{declared:,} bytes exceeds the upload limit of {rt.settings.api.max_upload_bytes:,}",
-                           status=413)
+        limit = rt.settings.api.max_upload_bytes
+        raise InvalidField("file", f"{declared:,} bytes exceeds the upload limit of {limit:,}", status=413)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         source = await _from_form(request, caller, rt)
     else:

@@ -28,7 +28,8 @@ CHUNKS = [
 
 def test_extractive_quotes_and_cites_only_retrieved_text() -> None:
     result = ExtractiveGenerator().generate("How fast must severity 1 incidents be acknowledged?", CHUNKS, [])
-    assert result.text == "Severity 1 incidents must be acknowledged within 15 minutes and mitigated within 4 hours. [1]"
+    expected = "Severity 1 incidents must be acknowledged within 15 minutes and mitigated within 4 hours. [1]"
+    assert result.text == expected
     assert result.cited_ranks == [1]
     assert result.quotes[1] in CHUNKS[0].text
 
