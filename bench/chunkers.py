@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
+import subprocess
 import sys
 import sysconfig
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -105,10 +108,12 @@ def peers() -> list[Runner]:
     def chonkie(kind: str, tokenizer: object, size: int, **kw: object) -> Split:
         import chonkie
 
-        cls = {"fixed": chonkie.TokenChunker, "recursive": chonkie.RecursiveChunker,
-               "code": chonkie.CodeChunker}[kind]
-        if kind == "code":
-            kw["language"] = "python"
+        if kind == "code":  # one chunker per language (its grammar is fixed at construction)
+            by_language = {lang: chonkie.CodeChunker(tokenizer=tokenizer, chunk_size=size,
+                                                     language=lang, **kw)
+                           for lang in CODE_GRAMMARS}
+            return lambda text, lang: [c.text for c in by_language[lang or "python"].chunk(text)]
+        cls = {"fixed": chonkie.TokenChunker, "recursive": chonkie.RecursiveChunker}[kind]
         chunker = cls(tokenizer=tokenizer, chunk_size=size, **kw)
         return lambda text, lang: [c.text for c in chunker.chunk(text)]
 
@@ -133,7 +138,9 @@ def peers() -> list[Runner]:
         from llama_index.core.node_parser import CodeSplitter, SentenceSplitter, TokenTextSplitter
 
         if kind == "code":
-            splitter = CodeSplitter(language="python", max_chars=char_budget)
+            by_language = {lang: CodeSplitter(language=lang, max_chars=char_budget)
+                           for lang in CODE_GRAMMARS}
+            return lambda text, lang: by_language[lang or "python"].split_text(text)
         else:
             cls = TokenTextSplitter if kind == "fixed" else SentenceSplitter
             splitter = cls(chunk_size=BUDGET, chunk_overlap=OVERLAP, tokenizer=enc.encode)
@@ -267,6 +274,9 @@ def main() -> None:
         floor = tiktoken_floor(docs, args.passes)
         results = [measure(r, docs, args.passes) for r in runners]
         report(name, docs, results, floor)
+        if name == "code":
+            print("tree-sitter grammars for chonkie/llama_index (tree-sitter-language-pack "
+                  f"cache, offline): {'; '.join(GRAMMAR_NOTES) or 'none'}")
         verdicts += targets(name, results, floor)
     print("\n== verdict ==")
     for line in verdicts:
@@ -298,15 +308,92 @@ def targets(name: str, results: list[Result], floor: float) -> list[str]:
     return lines
 
 
+# Grammars the code corpus uses -> (registry package, its sub-directory holding src/).
+CODE_GRAMMARS = {
+    "python": ("tree-sitter-python", ""),
+    "javascript": ("tree-sitter-javascript", ""),
+    "typescript": ("tree-sitter-typescript", "typescript"),
+    "go": ("tree-sitter-go", ""),
+    "java": ("tree-sitter-java", ""),
+    "rust": ("tree-sitter-rust", ""),
+}
+GRAMMAR_NOTES: list[str] = []
+
+
 def _allow_chonkie_code_offline() -> None:
-    """chonkie's CodeChunker calls tree-sitter-language-pack's ``download_all`` on
-    construction; offline that raises before chunking anything, so make it a no-op (the
-    chunker still fails later if its grammar really is missing, and says so)."""
+    """Let chonkie's CodeChunker (and llama_index's CodeSplitter) run without GitHub.
+
+    Both call tree-sitter-language-pack 1.x, which downloads prebuilt parsers from GitHub
+    releases into ``<cache_dir>/tree-sitter-language-pack/v<version>/libs/
+    libtree_sitter_<lang>.so`` and loads any library already there without asking the
+    network. So point its documented ``PackConfig(cache_dir=...)`` at a bench cache and
+    put there the same grammar versions our chunker uses, compiled from their registry
+    sources: the PyPI sdist of the installed ``tree-sitter-<lang>`` version, or its npm
+    tarball when the sdist is incomplete (tree-sitter-python 0.25.0 ships no scanner.c).
+    The PyPI wheels' ``_binding.so`` cannot be reused: ``tree_sitter_<lang>`` is a local
+    symbol there, absent from the dynamic symbol table. chonkie's constructor also calls
+    ``download_all`` when it sees few grammars; that becomes a no-op (a grammar that is
+    really missing still fails the peer, and the table says so). The chunking code of
+    both peers is untouched.
+    """
     try:
         import tree_sitter_language_pack as pack
     except ImportError:
         return
     pack.download_all = lambda *a, **k: 0  # type: ignore[assignment]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ragline-bench"
+    pack.configure(pack.PackConfig(cache_dir=str(cache)))
+    libs = Path(pack.cache_dir())
+    libs.mkdir(parents=True, exist_ok=True)
+    for language, (package, subdir) in CODE_GRAMMARS.items():
+        target = libs / f"libtree_sitter_{language}.so"
+        try:
+            version = importlib.metadata.version(package)
+            if not target.exists():
+                source = _build_grammar(package, version, subdir, target)
+                (libs / f".{language}.source").write_text(source)
+            source = (libs / f".{language}.source").read_text()
+            GRAMMAR_NOTES.append(f"{language} {version} ({source})")
+        except Exception as exc:  # noqa: BLE001 - the peer then fails and is reported
+            GRAMMAR_NOTES.append(f"{language}: not built ({type(exc).__name__}: {exc})"[:160])
+
+
+def _build_grammar(package: str, version: str, subdir: str, target: Path) -> str:
+    """Compile ``package==version``'s parser.c (+ scanner.c) into ``target``; returns
+    which registry served the sources. ``--no-undefined`` rejects a source tree whose
+    grammar needs an external scanner it does not ship."""
+    manifest = (f'[package]\nname = "fetch"\nversion = "0.0.0"\n'
+                f'[dependencies]\n{package} = "={version}"\n')
+    fetchers = [
+        ("PyPI sdist", [sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                        "--no-binary", ":all:", "--no-build-isolation", "-d", ".",
+                        f"{package}=={version}"]),
+        ("npm tarball", ["npm", "pack", "-q", f"{package}@{version}"]),
+        ("crates.io crate", ["sh", "-c", "mkdir src && touch src/lib.rs && printf "
+                             f"'{manifest}' > Cargo.toml && CARGO_HOME=$PWD/home cargo fetch -q"]),
+    ]
+    errors = []
+    for registry, command in fetchers:
+        with tempfile.TemporaryDirectory(prefix="ragline-grammar-") as tmp:
+            try:
+                subprocess.run(command, cwd=tmp, check=True, capture_output=True, timeout=300)
+                for archive in Path(tmp).glob("*.t*gz"):
+                    with tarfile.open(archive) as tar:
+                        tar.extractall(tmp, filter="data")
+                root = next(p.parent.parent for p in Path(tmp).rglob("src/parser.c")
+                            if f"{package}-{version}" in str(p) or registry != "crates.io crate"
+                            if p.parent.parent.name == subdir or not subdir)
+                src = root / "src"
+                files = [str(src / "parser.c")] + [str(p) for p in src.glob("scanner.c")]
+                built = Path(tmp) / target.name
+                subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-Wl,--no-undefined",
+                                "-I", str(src), *files, "-o", str(built)],
+                               check=True, capture_output=True, timeout=600)
+                shutil.move(built, target)
+                return f"{registry}, compiled"
+            except (OSError, StopIteration, subprocess.SubprocessError, tarfile.TarError) as exc:
+                errors.append(f"{registry}: {type(exc).__name__}")
+    raise RuntimeError("; ".join(errors))
 
 
 if __name__ == "__main__":
