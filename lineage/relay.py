@@ -81,19 +81,17 @@ class OutboxRelay:
         return count >= self._batch_size or (oldest is not None and datetime.now(UTC) - oldest >= self._max_age)
 
     def _claim(self) -> str | None:
+        """Claim up to ``batch_size`` of the oldest unclaimed rows in one statement; the
+        outer conditions make it a compare-and-swap when another relay claims concurrently."""
         batch_id = ids.uuid7()
-        candidates = (select(outbox.c.seq).where(outbox.c.status == "pending", outbox.c.batch_id.is_(None))
-                      .order_by(outbox.c.seq).limit(self._batch_size))
+        oldest = (select(outbox.c.seq).where(outbox.c.status == "pending", outbox.c.batch_id.is_(None))
+                  .order_by(outbox.c.seq).limit(self._batch_size).scalar_subquery())
         with self._store("claiming an outbox batch") as engine, engine.begin() as conn:
-            seqs = conn.execute(candidates).scalars().all()
-            if not seqs:
-                return None
             claimed = conn.execute(
-                update(outbox).where(outbox.c.seq.in_(seqs), outbox.c.status == "pending",
+                update(outbox).where(outbox.c.seq.in_(oldest), outbox.c.status == "pending",
                                      outbox.c.batch_id.is_(None))
                 .values(batch_id=batch_id, claimed_at=datetime.now(UTC))).rowcount
-        # Another relay may have won some rows (rowcount short) or all of them: take what we got.
-        return batch_id if claimed else self._claim()
+        return batch_id if claimed else None
 
     def _batches_to_finish(self) -> list[str]:
         cutoff = datetime.now(UTC) - self._claim_timeout

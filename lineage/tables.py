@@ -104,8 +104,9 @@ outbox = Table(
     Column("claimed_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True)),
-    # Only pending rows are ever scanned; sent rows pile up outside this index.
-    Index("ix_outbox_pending", "seq", sqlite_where=text("status = 'pending'"),
+    # Only pending rows are ever scanned (unclaimed ones by seq, a claimed batch by its id);
+    # sent rows pile up outside this index.
+    Index("ix_outbox_pending", "batch_id", "seq", sqlite_where=text("status = 'pending'"),
           postgresql_where=text("status = 'pending'")),
 )
 

@@ -88,7 +88,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("seq", name="pk_outbox"),
         sa.UniqueConstraint("event_id", name="uq_outbox_event_id"),
     )
-    op.create_index("ix_outbox_pending", "outbox", ["seq"], sqlite_where=sa.text("status = 'pending'"),
+    op.create_index("ix_outbox_pending", "outbox", ["batch_id", "seq"], sqlite_where=sa.text("status = 'pending'"),
                     postgresql_where=sa.text("status = 'pending'"))
     op.create_table(
         "chunk_archive",
