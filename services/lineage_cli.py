@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 
-from lineage import RelayReport
 from schemas.errors import ConfigurationError
 from services import lineage_ops, output
 from services.settings import Settings
@@ -133,35 +132,27 @@ def relay_cmd(
     once: Annotated[bool, typer.Option("--once", help="drain the outbox and exit")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Land outbox events in Iceberg: with --once drain and exit, else keep relaying until Ctrl-C."""
+    """Land outbox events in Iceberg: with --once drain and exit, else relay in batches until Ctrl-C."""
     comps = _components()
-    relay = comps.relay()
-    total = RelayReport()
     try:
-        if once:
-            total = relay.drain()
-        else:
-            interval = comps.settings.lineage.relay.interval_s
+        if not once:
+            worker = comps.relay_worker()
+            worker.start()
+            output.stderr.print("relaying outbox -> Iceberg; Ctrl-C stops after landing what is pending")
             try:
-                while True:
-                    _add(total, relay.run_once())
-                    time.sleep(interval)
+                while worker.alive:
+                    time.sleep(0.5)
             except KeyboardInterrupt:
-                _add(total, relay.drain())
+                worker.stop()
+            return
+        report = comps.relay().drain()
     finally:
         comps.close()
     if as_json:
-        output.emit_json(asdict(total))
+        output.emit_json(asdict(report))
     else:
-        output.stdout.print(f"{total.delivered} events delivered in {total.batches} batches "
-                            f"({total.written} written, {total.taken_over} batches taken over)")
-
-
-def _add(total: RelayReport, report: RelayReport) -> None:
-    total.batches += report.batches
-    total.delivered += report.delivered
-    total.written += report.written
-    total.taken_over += report.taken_over
+        output.stdout.print(f"{report.delivered} events delivered in {report.batches} batches "
+                            f"({report.written} written, {report.taken_over} batches taken over)")
 
 
 @documents_app.command("forget")
