@@ -12,8 +12,9 @@ merged up to the budget, on exact counts. Chunk text is always the exact source 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import tree_sitter
@@ -166,8 +167,7 @@ class _Walker:
 
     def span(self, a: int, b: int, symbol: str | None, context: str | None) -> list[Span]:
         """[a, b) trimmed as one span if it fits, else split by lines; tagged."""
-        pieces = self.splitter.split(a, b)
-        return [replace(p, symbol=symbol, context=context) for p in pieces]
+        return [Span(p.start, p.end, p.tokens, symbol, context) for p in self.splitter.split(a, b)]
 
     def level(
         self, children: list[Node], lo: int, hi: int,
@@ -176,8 +176,10 @@ class _Walker:
         """Spans for [lo, hi) whose definitions are among ``children``."""
         spans: list[Span] = []
         cursor = lo
+        tokens, text, budget = self.tokens, self.tokens.text, self.budget
+        definitions = self.grammar.definitions
         for node in children:
-            if node.type not in self.grammar.definitions:
+            if node.type not in definitions:
                 continue
             name = self.name_of(node)
             if name is None:
@@ -185,21 +187,34 @@ class _Walker:
             start, end = self.char(node.start_byte), self.char(node.end_byte)
             if start < cursor:
                 continue
-            lead = self.tokens.count(*trim_code(self.tokens.text, cursor, end))
-            if lead > self.budget or self.tokens.count(start, end) > self.budget:
+            a, b = _trim_code(text, cursor, end)  # the definition and what leads it
+            lead = tokens.count(a, b)
+            trimmed: tuple[int, int, int] | None = (a, b, lead)
+            # The definition alone is counted only when that can exceed ``lead``: not
+            # when [a, b) is [start, end), nor when counts add up across ``start``.
+            if lead > budget or (
+                not (b == end and (a == start or tokens.is_count_cut(start)))
+                and tokens.count(start, end) > budget
+            ):
                 spans += self.span(cursor, start, owner, context)  # leading comments alone
-                cursor = start
+                cursor, trimmed = start, None
             qualified = f"{qualifier}{self.grammar.separator}{name}" if qualifier else name
-            spans += self.definition(node, cursor, end, qualified, context)
+            spans += self.definition(node, cursor, end, qualified, context, trimmed)
             cursor = end
         spans += self.span(cursor, hi, owner, context)
         return spans
 
     def definition(
-        self, node: Node, start: int, end: int, symbol: str, context: str | None
+        self, node: Node, start: int, end: int, symbol: str, context: str | None,
+        trimmed: tuple[int, int, int] | None = None,
     ) -> list[Span]:
-        a, b = trim_code(self.tokens.text, start, end)
-        count = self.tokens.count(a, b)
+        """Spans of [start, end) holding ``node``; ``trimmed`` is its trimmed bounds and
+        count when the caller has them."""
+        if trimmed is None:
+            a, b = _trim_code(self.tokens.text, start, end)
+            count = self.tokens.count(a, b)
+        else:
+            a, b, count = trimmed
         if count <= self.budget:
             return [Span(a, b, count, symbol, context)] if a < b else []
         inner = _unwrap(node)
@@ -247,6 +262,20 @@ class _Walker:
                         continue
             merged.append(span)
         return merged
+
+
+_NON_SPACE = re.compile(r"\S")  # ``\S`` is exactly ``not str.isspace()``
+
+
+def _trim_code(text: str, a: int, b: int) -> tuple[int, int]:
+    """:func:`trim_code` (same result) with the leading whitespace skipped in C."""
+    found = _NON_SPACE.search(text, a, b)
+    if found is None:
+        return b, b
+    first = found.start()
+    while text[b - 1].isspace():  # stops at ``first`` at the latest
+        b -= 1
+    return max(a, text.rfind("\n", a, first) + 1), b
 
 
 def _unwrap(node: Node) -> Node | None:

@@ -21,7 +21,8 @@ end is ``x``::
 
 where ``T(p)`` is the index of the token boundary at ``p`` in the whole-document pass.
 Line starts followed by a non-space char are additive cuts for the same reason (see
-:func:`_additive_cuts`).
+:func:`_additive_cuts`), and so, for counting only, are line starts followed by spaces
+or tabs and then a non-space char (see :func:`_cut_masks`).
 The letter test is deliberately conservative: only code points whose category Python's
 Unicode database knows are used, and everything outside the BMP counts as neither a
 letter nor a non-letter, so a Unicode-version difference between Python and tiktoken's
@@ -159,6 +160,25 @@ def _additive_cuts(text: str) -> np.ndarray:
     holding a line break is whitespace or punctuation ending in line breaks, so it can
     neither reach into a non-space char nor be cut differently when the text ends there.
     """
+    return np.flatnonzero(_cut_masks(text)[0]) + 1
+
+
+def _cut_masks(text: str, indented: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    r"""Masks over positions ``1 .. len(text) - 1``: the additive cuts and, if asked,
+    the indented line starts, i.e. line starts followed by spaces or tabs and then a
+    surely non-space char.
+
+    Token counts add up across indented line starts too (so :meth:`TokenMap.count`
+    uses them), but they are not offered as preferred cuts: that set decides where the
+    fixed and recursive chunkers end windows, and their output stays as it was. Why
+    they are additive: the pre-tokenizer piece holding the line break before ``p`` is
+    either punctuation followed by ``[\r\n]*`` (which stops at the space), or whitespace
+    matched by ``\s*[\r\n]``, which always ends at the last line break of its
+    whitespace run (and the run from ``p`` has none before its non-space char), and the
+    other whitespace alternatives are never reached in a run holding a line break. So a
+    piece ends at ``p`` both in the whole text and in ``text[:p]``, and the pieces from
+    ``p`` on are found from ``p`` alone.
+    """
     if text.isascii():
         codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
         lower = codes | 0x20
@@ -175,7 +195,17 @@ def _additive_cuts(text: str) -> np.ndarray:
         non_space = non_space_table[clipped] | ~bmp
     newline = (codes == 10) | (codes == 13)
     cuts = (letter[:-1] & non_letter[1:]) | (newline[:-1] & non_space[1:])
-    return np.flatnonzero(cuts) + 1
+    if not indented:
+        return cuts, None
+    indent = (codes == 32) | (codes == 9)
+    starts = np.flatnonzero(newline[:-1] & indent[1:]) + 1
+    size = len(codes)
+    others = np.flatnonzero(~indent)  # the first of them after each start ends its indent
+    first = others[np.minimum(np.searchsorted(others, starts), len(others) - 1)]
+    keep = (first > starts) & non_space[first]
+    indented_starts = np.zeros(max(size - 1, 0), dtype=bool)
+    indented_starts[starts[keep] - 1] = True
+    return cuts, indented_starts
 
 
 def is_additive_cut_at(text: str, pos: int) -> bool:
@@ -202,7 +232,8 @@ class TokenMap:
     :meth:`count` bisects is only built when a chunker asks for arbitrary counts.
     """
 
-    __slots__ = ("text", "encoding", "n_tokens", "additive", "_chars", "_tok", "_safe", "_safe_tok")
+    __slots__ = ("text", "encoding", "n_tokens", "additive", "_chars", "_tok", "_safe",
+                 "_safe_tok", "_cuts", "_cuts_tok", "_edges")
 
     def __init__(self, text: str, encoding: tiktoken.Encoding) -> None:
         self.encoding = encoding
@@ -214,6 +245,9 @@ class TokenMap:
         self.additive = public_name(encoding) in _LETTER_BOUNDARY_SAFE
         self._safe: list[int] | None = None
         self._safe_tok: list[int] = []
+        self._cuts: list[int] | None = None  # _safe plus the cuts only used for counting
+        self._cuts_tok: list[int] = []
+        self._edges: dict[str, int] = {}  # short edge texts already encoded
 
     def position(self, token: int) -> int | None:
         """Char position of token boundary ``token``; None when it splits a char."""
@@ -230,28 +264,66 @@ class TokenMap:
         return self.additive and is_additive_cut_at(self.text, pos)
 
     def encode_len(self, a: int, b: int) -> int:
-        return len(self.encoding.encode_ordinary(self.text[a:b])) if b > a else 0
+        """``len(encode_ordinary(text[a:b]))``; short texts (the ragged edges of counted
+        spans, mostly a few chars of punctuation) are remembered for this document."""
+        if b <= a:
+            return 0
+        piece = self.text[a:b]
+        if b - a > 48:
+            return len(self.encoding.encode_ordinary(piece))
+        edges = self._edges
+        found = edges.get(piece)
+        if found is None:
+            found = edges[piece] = len(self.encoding.encode_ordinary(piece))
+        return found
 
     def _safe_index(self) -> list[int]:
         if self._safe is None:
-            safe = _additive_cuts(self.text) if self.additive else np.zeros(0, np.int64)
-            where = np.minimum(np.searchsorted(self._chars, safe), len(self._chars) - 1)
-            keep = self._chars[where] == safe  # a letter boundary inside a token is dropped
-            self._safe = safe[keep].tolist()
-            self._safe_tok = self._tok[where[keep]].tolist()
+            self._safe, self._safe_tok = self._on_token_boundaries(_cut_masks(self.text)[0])
         return self._safe
+
+    def _on_token_boundaries(self, cuts: np.ndarray) -> tuple[list[int], list[int]]:
+        """The cuts (a mask over positions 1 .. len - 1) where the whole-document pass
+        has a token boundary (a cut inside a token is dropped), and its token index."""
+        size = len(self.text)
+        if not self.additive or size < 2:
+            return [], []
+        token_at = np.full(size + 1, -1, dtype=np.int64)  # token boundary index per char
+        token_at[self._chars] = self._tok
+        kept = np.flatnonzero(cuts & (token_at[1:-1] >= 0)) + 1
+        return kept.tolist(), token_at[kept].tolist()
+
+    def _count_index(self) -> list[int]:
+        """The cuts :meth:`count` uses: the additive cuts plus indented line starts."""
+        if self._cuts is None:
+            if not self.additive or len(self.text) < 2:
+                self._cuts, self._cuts_tok = [], []
+                return self._cuts
+            cuts, indented = _cut_masks(self.text, indented=True)
+            if indented is not None and indented.any():
+                self._cuts, self._cuts_tok = self._on_token_boundaries(cuts | indented)
+            else:
+                self._cuts, self._cuts_tok = self._safe_index(), self._safe_tok
+        return self._cuts
 
     def count(self, a: int, b: int) -> int:
         """Exact ``len(encode_ordinary(text[a:b]))`` from the one whole-text pass."""
         if b <= a:
             return 0
-        safe = self._safe_index()
-        i = bisect_left(safe, a)
-        j = bisect_right(safe, b) - 1
+        cuts = self._cuts if self._cuts is not None else self._count_index()
+        i = bisect_left(cuts, a)
+        j = bisect_right(cuts, b) - 1
         if i > j:
             return self.encode_len(a, b)
-        middle = self._safe_tok[j] - self._safe_tok[i]
-        return self.encode_len(a, safe[i]) + middle + self.encode_len(safe[j], b)
+        middle = self._cuts_tok[j] - self._cuts_tok[i]
+        return self.encode_len(a, cuts[i]) + middle + self.encode_len(cuts[j], b)
+
+    def is_count_cut(self, pos: int) -> bool:
+        """Whether ``pos`` is one of the cuts :meth:`count` adds up across (so that
+        ``count(a, b) == count(a, pos) + count(pos, b)`` for ``a <= pos <= b``)."""
+        cuts = self._cuts if self._cuts is not None else self._count_index()
+        i = bisect_left(cuts, pos)
+        return i < len(cuts) and cuts[i] == pos
 
     def cut_before(self, lo: int, hi: int) -> int | None:
         """The last additive cut in (lo, hi], if any."""
