@@ -1,8 +1,10 @@
 """Query path at scale: Qdrant Edge search, then ``/v1/retrieve`` and ``/v1/query`` over HTTP.
 
 Run: ``python bench/query.py [--chunks 100000] [--real 2000] [--requests 500]``;
-quick run: ``python bench/query.py --chunks 20000 --requests 200`` (~2-3 minutes once the
-real vectors are cached; the first run embeds ``--real`` chunks, ~10 chunks/s here).
+quick run: ``python bench/query.py --chunks 20000 --requests 200`` (~3 minutes once the real
+vectors are cached in ``--cache-dir``; the first run also embeds ``--real`` chunks and the 1,109
+SciFact queries: 5-10 chunks/s on this CPU, so ~5 more minutes). The full size takes ~9 minutes
+(``optimize()`` alone ~2.5 minutes at 100,000 chunks on a loaded machine).
 
 1. Builds a Qdrant Edge index of ``--chunks`` chunks in a temporary RAGLINE_HOME, in the
    collection the app serves (``Components(Settings(home=...)).collection``), with payloads
