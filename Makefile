@@ -31,6 +31,8 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/chunkers.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/query.py
+	$(BIN)/python bench/lineage.py
 
 clean:
 	rm -rf $(VENV) .ragline
