@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -74,9 +73,12 @@ def describe(name: str, config: ChunkerConfig) -> dict[str, object]:
     return {"chunker": name, "algorithm_version": ALGORITHM_VERSION, **config.model_dump()}
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
-    """A chunk-to-be: char offsets, its exact token count and code metadata."""
+class Span(NamedTuple):
+    """A chunk-to-be: char offsets, its exact token count and code metadata.
+
+    A named tuple (immutable like the frozen dataclass it was, and made several times
+    faster: chunkers build one per candidate piece).
+    """
 
     start: int
     end: int

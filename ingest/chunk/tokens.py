@@ -312,11 +312,15 @@ class TokenMap:
             return 0
         cuts = self._cuts if self._cuts is not None else self._count_index()
         i = bisect_left(cuts, a)
-        j = bisect_right(cuts, b) - 1
+        j = bisect_right(cuts, b, i) - 1
         if i > j:
             return self.encode_len(a, b)
-        middle = self._cuts_tok[j] - self._cuts_tok[i]
-        return self.encode_len(a, cuts[i]) + middle + self.encode_len(cuts[j], b)
+        total = self._cuts_tok[j] - self._cuts_tok[i]
+        if cuts[i] > a:
+            total += self.encode_len(a, cuts[i])
+        if b > cuts[j]:
+            total += self.encode_len(cuts[j], b)
+        return total
 
     def is_count_cut(self, pos: int) -> bool:
         """Whether ``pos`` is one of the cuts :meth:`count` adds up across (so that
