@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from lineage import DuplicateAnswerError
 from retrieval.prompts import PromptTemplate
 from retrieval.retriever import Retriever
 from schemas import ids
@@ -73,7 +74,14 @@ class AnswerService:
         payload = self._payload(answer_id, generation, chunks, timings)
         record = self._record(req, answer_id, status, generation, chunks, timings, retrieved_at, payload)
         t1 = time.perf_counter()
-        self.lineage.record_answer(record)
+        try:
+            self.lineage.record_answer(record)
+        except DuplicateAnswerError:
+            # A retry with the same Idempotency-Key raced this request and committed first.
+            replay = self._replay(req, answer_id)
+            if replay is None:
+                raise
+            return replay
         timings["lineage_ms"] = (time.perf_counter() - t1) * 1000
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         payload["timings"] = {k: round(v, 3) for k, v in timings.items()}
@@ -181,7 +189,8 @@ class AnswerService:
             embedding_model_version=self.retriever.embedder.model_version,
             prompt_template_version=self.template.version, prompt_template_sha256=self.template.sha256,
             llm_model_version=generation.model_version, retrieval_timestamp=retrieved_at,
-            collection=self.retriever.collection, filters=flt.model_dump(exclude_none=True),
+            collection=self.retriever.collection,
+            filters={**flt.model_dump(exclude_none=True), "min_score": self.min_score},
             usage=TokenUsage(prompt_tokens=generation.prompt_tokens, completion_tokens=generation.completion_tokens,
                              total_tokens=generation.prompt_tokens + generation.completion_tokens),
             timings_ms=dict(timings), traceparent=req.traceparent, response=payload,

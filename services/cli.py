@@ -90,6 +90,8 @@ def _render_ingest(summary: IngestSummary, stats: Any, as_json: bool) -> None:
     }
     if summary.estimate is not None:
         data["estimate"] = summary.estimate
+    if summary.stopped:
+        data["stopped"] = summary.stopped
     if as_json:
         output.emit_json(data)
         return

@@ -19,8 +19,7 @@ from ingest.pipeline import IngestPipeline
 from ingest.registry import DocumentRegistry
 from lineage import IcebergLanding, OutboxRelay, RelayWorker, SqlChunkArchive, SqlLineageStore
 from lineage.iceberg import resolve_catalog_properties
-from retrieval.generation import ExtractiveGenerator, OpenAIChatGenerator
-from retrieval.index import QdrantEdgeIndex, QdrantServerIndex, collection_name
+from retrieval.index.base import collection_name
 from schemas import ids
 from schemas.documents import ExtractedDocument
 from schemas.errors import ConfigurationError
@@ -50,7 +49,11 @@ def build_embedder(settings: Settings) -> Embedder:
 def build_index(settings: Settings) -> VectorIndex:
     cfg = settings.index
     if cfg.backend == "edge":
+        from retrieval.index.edge import QdrantEdgeIndex
+
         return QdrantEdgeIndex(settings.home / "index", cfg.hnsw)
+    from retrieval.index.qdrant_server import QdrantServerIndex
+
     if cfg.qdrant_url is None and cfg.qdrant_path is None:
         raise ConfigurationError(
             "RAGLINE_INDEX__QDRANT_URL (or RAGLINE_INDEX__QDRANT_PATH) is required for backend qdrant")
@@ -62,7 +65,11 @@ def build_index(settings: Settings) -> VectorIndex:
 def build_generator(settings: Settings) -> Generator:
     cfg = settings.generation
     if cfg.provider == "extractive":
+        from retrieval.generation.extractive import ExtractiveGenerator
+
         return ExtractiveGenerator(cfg.max_sentences)
+    from retrieval.generation.openai_chat import OpenAIChatGenerator
+
     if cfg.api_key is None and cfg.base_url is None:
         raise ConfigurationError("RAGLINE_GENERATION__API_KEY is required for the openai generation provider")
     return OpenAIChatGenerator(
@@ -147,6 +154,7 @@ class Components:
         return ids.fingerprint({
             "extraction": EXTRACTION_VERSION, "parsers": parsers, "chunking": self.chunkers.fingerprint_config(),
             "embedding": self.embedder.model_version,
+            "over_long": self.settings.embedding.batching.over_long.value,
         })
 
     @cached_property

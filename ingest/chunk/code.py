@@ -25,7 +25,6 @@ from ingest.chunk.recursive import (
     PROSE_LEVELS,
     Splitter,
     chunk_recursively,
-    trim_code,
 )
 from ingest.chunk.tokens import DEFAULT_ENCODING, TokenMap, get_encoding
 from schemas.documents import Chunk, ExtractedDocument
@@ -158,7 +157,7 @@ class _Walker:
         self.budget = budget
         self.grammar = grammar
         self.source = source
-        self.splitter = Splitter(tokens, budget, CODE_LEVELS, trim_code)
+        self.splitter = Splitter(tokens, budget, CODE_LEVELS, _trim_code)
         self._char_at_byte = _byte_to_char(tokens.text, source)
 
     def char(self, byte: int) -> int:
@@ -268,7 +267,9 @@ _NON_SPACE = re.compile(r"\S")  # ``\S`` is exactly ``not str.isspace()``
 
 
 def _trim_code(text: str, a: int, b: int) -> tuple[int, int]:
-    """:func:`trim_code` (same result) with the leading whitespace skipped in C."""
+    """``recursive.trim_code`` (the same result) with the leading whitespace skipped in C."""
+    if b <= a:
+        return a, b
     found = _NON_SPACE.search(text, a, b)
     if found is None:
         return b, b

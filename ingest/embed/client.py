@@ -82,10 +82,15 @@ class EmbeddingClient:
     def model_version(self) -> str:
         return self.embedder.model_version
 
+    @property
+    def cache_key(self) -> str:
+        """What a cached vector depends on: the model and how over-long inputs are handled."""
+        return f"{self.embedder.model_version}|over-long={self.config.over_long.value}"
+
     def estimate(self, texts: Sequence[str]) -> CostEstimate:
         """Tokens and cost of embedding ``texts`` now, counting only cache misses."""
         unique = {text_hash(t): t for t in texts}
-        cached = self._cache.get_many(self.model_version, list(unique)) if self._cache else {}
+        cached = self._cache.get_many(self.cache_key, list(unique)) if self._cache else {}
         misses = [t for h, t in unique.items() if h not in cached]
         tokens = sum(self.embedder.count_tokens(misses)) if misses else 0
         return CostEstimate(len(texts), len(misses), tokens, tokens * self._price / 1_000_000)
@@ -94,14 +99,14 @@ class EmbeddingClient:
         """Vectors for ``texts`` in order (float32, shape (n, dimensions))."""
         hashes = [text_hash(t) for t in texts]
         unique = dict(zip(hashes, texts, strict=True))
-        found = self._cache.get_many(self.model_version, list(unique)) if self._cache else {}
+        found = self._cache.get_many(self.cache_key, list(unique)) if self._cache else {}
         with self.stats._lock:
             self.stats.cache_hits += sum(1 for h in hashes if h in found)
         misses = {h: t for h, t in unique.items() if h not in found}
         if misses:
             fresh = self._embed_uncached(misses)
             if self._cache:
-                self._cache.put_many(self.model_version, fresh)
+                self._cache.put_many(self.cache_key, fresh)
             found.update(fresh)
         out = np.empty((len(texts), self.embedder.dimensions), dtype=np.float32)
         for i, h in enumerate(hashes):

@@ -7,7 +7,9 @@ the SDK's errors into transient/terminal ragline errors.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from email.utils import parsedate_to_datetime
 
 import openai
 
@@ -62,8 +64,19 @@ class OpenAIEmbedder:
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
-    value = exc.response.headers.get("retry-after") if exc.response is not None else None
+    """Seconds the server asked us to wait: ``retry-after-ms``, or ``Retry-After`` in
+    seconds or as an HTTP date."""
+    if exc.response is None:
+        return None
+    headers = exc.response.headers
     try:
-        return float(value) if value is not None else None
-    except ValueError:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        if value.strip().isdigit() or value.replace(".", "", 1).isdigit():
+            return float(value)
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (ValueError, TypeError):
         return None
