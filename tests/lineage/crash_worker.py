@@ -5,6 +5,7 @@ each answer_id once its transaction committed (what a client would have received
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from lineage_records import make_answer
@@ -26,8 +27,11 @@ def main(mode: str, url: str, lake: str | None = None) -> None:
         assert lake is not None
         landing = IcebergLanding("test", default_catalog_properties(Path(lake))).open()
         print("ready", flush=True)
-        OutboxRelay(engine, landing, batch_size=25).drain()
+        # Small batches make the drain take seconds, so the kill lands mid-drain; once
+        # drained, wait to be killed anyway (the test always kills a live process).
+        OutboxRelay(engine, landing, batch_size=5).drain()
         print("drained", flush=True)
+        time.sleep(3600)
 
 
 if __name__ == "__main__":
