@@ -143,12 +143,14 @@ class IngestPipeline:
         status: Status = "updated" if existing and existing.status == "indexed" else "new"
         return DocumentOutcome(source.source_uri, status, doc_id, version, len(chunks), warnings=document.warnings)
 
-    def delete(self, tenant: str, document_id: str) -> bool:
-        """Remove a document from retrieval (lineage and archived chunks stay)."""
+    def delete(self, tenant: str, document_id: str, also_from: tuple[str, ...] = ()) -> bool:
+        """Remove a document from retrieval (lineage and archived chunks stay), in its own
+        generation and in ``also_from`` (e.g. an older generation still being served)."""
         record = self._registry.get(tenant, document_id)
         if record is None or record.status == "deleted":
             return False
-        self._index.delete_document(record.collection, tenant, document_id)
+        for collection in dict.fromkeys((record.collection, *also_from)):
+            self._index.delete_document(collection, tenant, document_id)
         self._registry.record_deleted(tenant, document_id)
         if self._on_change:
             self._on_change(DocumentChange(

@@ -84,6 +84,13 @@ class DocumentRegistry:
             for row in conn.execute(query.execution_options(yield_per=1000)).mappings():
                 yield DocumentRecord(**row)
 
+    def indexed_per_collection(self) -> dict[str, int]:
+        """Indexed documents per collection (index generation), to tell when one is complete."""
+        query = (select(documents.c.collection, func.count()).where(documents.c.status == "indexed")
+                 .group_by(documents.c.collection))
+        with self._engine.connect() as conn:
+            return {str(c): int(n) for c, n in conn.execute(query)}
+
     def list(self, tenant: str, *, status: str | None = None, source_prefix: str | None = None,
              limit: int = 50, offset: int = 0) -> tuple[list[DocumentRecord], int]:
         conds = [documents.c.tenant == tenant]

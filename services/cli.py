@@ -16,7 +16,7 @@ from ingest.sources import SourceOptions, iter_sources, load_passwords
 from schemas.errors import RaglineError
 from services import output
 from services.lineage_cli import documents_app, lineage_app, relay_app
-from services.operations import reingest_from_source
+from services.operations import promote_if_complete, reingest_from_source
 from services.settings import Settings
 from services.wiring import Components
 
@@ -73,8 +73,11 @@ def ingest(
         if not as_json:
             output.stderr.print(f"building the HNSW index for {pipeline.collection} …")
         comps.index.optimize(pipeline.collection)
+    generation = promote_if_complete(comps) if not estimate else None
     comps.close()
     _render_ingest(summary, stats, as_json)
+    if generation and not as_json:
+        output.stderr.print(generation, highlight=False)
     if summary.stopped:
         output.error(summary.stopped)
         raise typer.Exit(1)
@@ -125,8 +128,8 @@ def search(
     from schemas.retrieval import SearchFilter
 
     comps = _components()
-    retriever = Retriever(comps.embedder, comps.index, comps.collection)
-    comps.index.ensure_collection(comps.collection, comps.embedder.dimensions)
+    comps.index.ensure_collection(comps.serving_collection, comps.embedder.dimensions)
+    retriever = Retriever(comps.embedder, comps.index, comps.serving_collection)
     flt = SearchFilter(tenant=tenant or comps.settings.default_tenant, access_tags=tuple(tag) if tag else None)
     chunks, _ = retriever.retrieve(query, k, flt)
     comps.close()
@@ -197,7 +200,7 @@ def serve(
             param_hint="--host")
     comps = Components(settings)
     application = create_app(comps)
-    output.stderr.print(f"ragline serving {comps.collection} on http://{host}:{port} (docs: /docs)")
+    output.stderr.print(f"ragline serving {comps.serving_collection} on http://{host}:{port} (docs: /docs)")
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
 

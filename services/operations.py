@@ -20,3 +20,18 @@ def reingest_from_source(comps: Components, pipeline: IngestPipeline, tenant: st
     if isinstance(source, SourceFailure):
         return False
     return pipeline.ingest_one(source).status != "failed"
+
+
+def promote_if_complete(comps: Components) -> str:
+    """Move the serving alias to the configured generation once every indexed document
+    lives in it (DESIGN.md "Index generations"); returns what happened, for the operator."""
+    target = comps.collection
+    current = comps.index.resolve_alias(comps.alias)
+    if current == target:
+        return f"serving {target}"
+    elsewhere = sum(n for c, n in comps.registry.indexed_per_collection().items() if c != target)
+    if elsewhere:
+        return (f"generation {target} is incomplete: {elsewhere} document(s) are indexed only in older "
+                f"generations; the alias stays on {current} until they are re-ingested")
+    comps.index.set_alias(comps.alias, target)
+    return f"alias {comps.alias} now serves {target}" + (f" (was {current})" if current else "")

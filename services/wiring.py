@@ -161,6 +161,21 @@ class Components:
     def collection(self) -> str:
         return collection_name(self.embedder.model_version, self.embedder.dimensions, self.pipeline_fingerprint)
 
+    @property
+    def alias(self) -> str:
+        """The alias queries go through; it moves only when a generation is complete."""
+        return f"ragline-{self.settings.deployment}"
+
+    @cached_property
+    def serving_collection(self) -> str:
+        """The generation the alias points at, if it embeds with this process's model;
+        otherwise (no alias yet, or a new model) the configured generation."""
+        target = self.index.resolve_alias(self.alias)
+        same_model = collection_name(self.embedder.model_version, self.embedder.dimensions, "")
+        if target and target.startswith(same_model):
+            return target
+        return self.collection
+
     def embedding_client(self) -> EmbeddingClient:
         cfg = self.settings.embedding
         price = cfg.price_per_million_tokens

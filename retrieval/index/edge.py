@@ -7,6 +7,8 @@ optimizes on its own: the caller decides when (see ``services`` maintenance poli
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -120,6 +122,30 @@ class QdrantEdgeIndex:
 
     def indexed_vectors(self, collection: str) -> int:
         return int(self._shard(collection).info().indexed_vectors_count)
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        """Aliases live in one JSON file, replaced atomically (write, fsync, rename)."""
+        aliases = self._aliases()
+        aliases[alias] = collection
+        self._root.mkdir(parents=True, exist_ok=True)
+        tmp = self._root / f".aliases.{os.getpid()}.tmp"
+        with tmp.open("w", encoding="utf-8") as f:
+            json.dump(aliases, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._root / "aliases.json")
+
+    def resolve_alias(self, alias: str) -> str | None:
+        return self._aliases().get(alias)
+
+    def _aliases(self) -> dict[str, str]:
+        path = self._root / "aliases.json"
+        try:
+            return dict(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise VectorIndexError(f"cannot read index aliases {path}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

@@ -90,6 +90,19 @@ class QdrantServerIndex:
     def optimize(self, collection: str) -> bool:
         return False  # a Qdrant server runs its optimizers in the background
 
+    def set_alias(self, alias: str, collection: str) -> None:
+        """Delete and create in one request: Qdrant applies alias changes atomically."""
+        operations: list[Any] = []
+        if self.resolve_alias(alias) is not None:
+            operations.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+        operations.append(models.CreateAliasOperation(
+            create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)))
+        self._call(self._client.update_collection_aliases, change_aliases_operations=operations)
+
+    def resolve_alias(self, alias: str) -> str | None:
+        aliases = self._call(self._client.get_aliases).aliases
+        return next((a.collection_name for a in aliases if a.alias_name == alias), None)
+
     def close(self) -> None:
         self._client.close()
 

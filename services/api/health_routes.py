@@ -27,7 +27,7 @@ def readyz(rt: RuntimeDep) -> Any:
     checks: dict[str, str] = {}
     comps = rt.components
     try:
-        comps.index.count(comps.collection)
+        comps.index.count(comps.serving_collection)
         checks["index"] = "ok"
     except Exception as exc:  # noqa: BLE001 - readiness reports any failure
         checks["index"] = f"error: {exc}"
@@ -40,7 +40,7 @@ def readyz(rt: RuntimeDep) -> Any:
     failing = [k for k, v in checks.items() if v != "ok"]
     if failing:
         return problem(503, "Not ready", f"unavailable: {', '.join(failing)}", checks=checks)
-    return {"status": "ready", "checks": checks, "collection": comps.collection}
+    return {"status": "ready", "checks": checks, "collection": comps.serving_collection}
 
 
 @router.get("/metrics")

@@ -35,7 +35,8 @@ class Runtime:
         self.metrics = Metrics()
         gen = self.settings.generation
         components.index.ensure_collection(components.collection, components.embedder.dimensions)
-        retriever = Retriever(components.embedder, components.index, components.collection)
+        components.index.ensure_collection(components.serving_collection, components.embedder.dimensions)
+        retriever = Retriever(components.embedder, components.index, components.serving_collection)
         self.answers = AnswerService(retriever, build_generator(self.settings), load_template(gen.template),
                                      components.lineage, gen.min_score)
         self.jobs = JobRunner()
@@ -49,7 +50,7 @@ class Runtime:
 
     def delete(self, tenant: str, document_id: str) -> bool:
         with self._ingest_lock:
-            return self._pipeline.delete(tenant, document_id)
+            return self._pipeline.delete(tenant, document_id, also_from=(self.components.serving_collection,))
 
     def check_query(self, query: str, k: int) -> None:
         api = self.settings.api

@@ -245,3 +245,12 @@ def test_server_adapter_never_optimizes_in_process(tmp_path: Path) -> None:
         assert index.optimize(COLLECTION) is False
     finally:
         index.close()
+
+
+def test_alias_moves_between_generations(index: VectorIndex) -> None:
+    index.ensure_collection("gen-b", DIM)
+    assert index.resolve_alias("serving") is None
+    index.set_alias("serving", COLLECTION)
+    assert index.resolve_alias("serving") == COLLECTION
+    index.set_alias("serving", "gen-b")
+    assert index.resolve_alias("serving") == "gen-b"
