@@ -275,7 +275,7 @@ class TokenMap:
         if b <= a:
             return 0
         piece = self.text[a:b]
-        if b - a > 48:
+        if b - a > _EDGE_MEMO:
             return len(self.encoding.encode_ordinary(piece))
         edges = self._edges
         found = edges.get(piece)
@@ -322,10 +322,14 @@ class TokenMap:
         if i > j:
             return self.encode_len(a, b)
         total = self._cuts_tok[j] - self._cuts_tok[i]
-        if cuts[i] > a:
-            total += self.encode_len(a, cuts[i])
-        if b > cuts[j]:
-            total += self.encode_len(cuts[j], b)
+        edges = self._edges  # encode_len's memo, inlined: most counts have an edge or two
+        x, y = cuts[i], cuts[j]
+        if x > a:
+            known = edges.get(self.text[a:x]) if x - a <= _EDGE_MEMO else None
+            total += self.encode_len(a, x) if known is None else known
+        if b > y:
+            known = edges.get(self.text[y:b]) if b - y <= _EDGE_MEMO else None
+            total += self.encode_len(y, b) if known is None else known
         return total
 
     def is_count_cut(self, pos: int) -> bool:
@@ -349,6 +353,7 @@ class TokenMap:
 
 
 _NO_CUTS: array[int] = array("q")
+_EDGE_MEMO = 48  # chars: longer edge texts are encoded every time, not remembered
 
 
 def _int64_array(values: np.ndarray) -> array[int]:
