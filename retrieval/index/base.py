@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +19,20 @@ class HnswConfig(BaseModel):
     ef_construct: int = Field(100, ge=8)
     ef_search: int = Field(128, ge=8)
     full_scan_threshold_kb: int = Field(10_000, ge=0)
+
+
+#: Payload fields that identify a document version; ``document_versions`` reads only these.
+VERSION_FIELDS = ["tenant", "document_id", "document_version"]
+
+
+def tally_versions(pages: Iterator[list[Any]]) -> dict[tuple[str, str, str], int]:
+    """Points per (tenant, document_id, document_version) over pages of scrolled records."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for records in pages:
+        for r in records:
+            key = (str(r.payload["tenant"]), str(r.payload["document_id"]), str(r.payload["document_version"]))
+            counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def collection_name(model_version: str, dimensions: int, pipeline_fingerprint: str) -> str:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import qdrant_edge as qe
 
-from retrieval.index.base import KEYWORD_FIELDS, HnswConfig
+from retrieval.index.base import KEYWORD_FIELDS, VERSION_FIELDS, HnswConfig, tally_versions
 from schemas.errors import VectorIndexError
 from schemas.retrieval import IndexedPoint, SearchFilter, SearchHit
 
@@ -105,17 +105,18 @@ class QdrantEdgeIndex:
 
     def document_versions(self, collection: str) -> dict[tuple[str, str, str], int]:
         shard = self._shard(collection)
-        counts: dict[tuple[str, str, str], int] = {}
-        offset = None
-        selector = qe.PayloadSelector.Include(["tenant", "document_id", "document_version"])
-        while True:
-            request = qe.ScrollRequest(offset=offset, limit=2048, with_payload=selector)
-            records, offset = self._call(shard.scroll, request)
-            for r in records:
-                key = (str(r.payload["tenant"]), str(r.payload["document_id"]), str(r.payload["document_version"]))
-                counts[key] = counts.get(key, 0) + 1
-            if offset is None:
-                return counts
+        selector = qe.PayloadSelector.Include(VERSION_FIELDS)
+
+        def pages() -> Iterator[list[Any]]:
+            offset = None
+            while True:
+                records, offset = self._call(shard.scroll, qe.ScrollRequest(offset=offset, limit=2048,
+                                                                              with_payload=selector))
+                yield records
+                if offset is None:
+                    return
+
+        return tally_versions(pages())
 
     def optimize(self, collection: str) -> bool:
         return bool(self._call(self._shard(collection).optimize))

@@ -6,13 +6,13 @@ same client API as a server.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ApiException
 
-from retrieval.index.base import KEYWORD_FIELDS, HnswConfig
+from retrieval.index.base import KEYWORD_FIELDS, VERSION_FIELDS, HnswConfig, tally_versions
 from schemas.errors import VectorIndexError
 from schemas.retrieval import IndexedPoint, SearchFilter, SearchHit
 
@@ -74,18 +74,16 @@ class QdrantServerIndex:
         return int(result.count)
 
     def document_versions(self, collection: str) -> dict[tuple[str, str, str], int]:
-        counts: dict[tuple[str, str, str], int] = {}
-        offset = None
-        while True:
-            records, offset = self._call(
-                self._client.scroll, collection, limit=2048, offset=offset,
-                with_payload=["tenant", "document_id", "document_version"],
-            )
-            for r in records:
-                key = (str(r.payload["tenant"]), str(r.payload["document_id"]), str(r.payload["document_version"]))
-                counts[key] = counts.get(key, 0) + 1
-            if offset is None:
-                return counts
+        def pages() -> Iterator[list[Any]]:
+            offset = None
+            while True:
+                records, offset = self._call(self._client.scroll, collection, limit=2048, offset=offset,
+                                             with_payload=VERSION_FIELDS)
+                yield records
+                if offset is None:
+                    return
+
+        return tally_versions(pages())
 
     def optimize(self, collection: str) -> bool:
         return False  # a Qdrant server runs its optimizers in the background

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.retrieval import SearchFilter
+from schemas.retrieval import RetrievedChunk, SearchFilter
 from services.api.deps import Caller
 
 
@@ -41,21 +41,8 @@ class QueryRequest(RetrieveRequest):
     stream: bool = False
 
 
-class RetrievedChunkOut(BaseModel):
-    chunk_id: str
-    document_id: str
-    document_version: str
-    source_uri: str
-    rank: int
-    score: float
-    text: str
-    page_start: int | None
-    page_end: int | None
-    heading_path: list[str]
-
-
 class RetrieveResponse(BaseModel):
-    chunks: list[RetrievedChunkOut]
+    chunks: list[RetrievedChunk]
     timings: dict[str, float]
 
 

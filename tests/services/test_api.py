@@ -4,11 +4,8 @@ the official ``openai`` SDK for /v1/chat/completions, and one real uvicorn proce
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,37 +240,16 @@ def test_health_readiness_and_metrics(client: TestClient) -> None:
     assert "ragline_generation_duration_seconds" in metrics and "ragline_answers_total" in metrics
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_real_uvicorn_process(tmp_path: Path) -> None:
-    env = {**os.environ, "RAGLINE_HOME": str(tmp_path / "home")}
-    ragline = str(Path(sys.executable).with_name("ragline"))
-    subprocess.run([ragline, "ingest", str(SAMPLES / "ragline-overview.md"), "--json"], env=env, check=True,
+def test_real_uvicorn_process(serve: Any, ragline_env: dict[str, str], ragline_bin: str) -> None:
+    subprocess.run([ragline_bin, "ingest", str(SAMPLES / "ragline-overview.md"), "--json"], env=ragline_env, check=True,
                    capture_output=True)
-    port = _free_port()
-    server = subprocess.Popen([ragline, "serve", "--port", str(port)], env=env, stderr=subprocess.PIPE)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        body = httpx.post(f"{base}/v1/query", json={"query": "What does re-ingesting an unchanged document cost?"},
-                          timeout=30).json()
-        assert "no-op" in body["answer"] or "embedding" in body["answer"], body
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    base, _ = serve()
+    body = httpx.post(f"{base}/v1/query", json={"query": "What does re-ingesting an unchanged document cost?"},
+                      timeout=30).json()
+    assert "no-op" in body["answer"] or "embedding" in body["answer"], body
 
 
-def test_serve_refuses_public_bind_without_keys(tmp_path: Path) -> None:
-    ragline = str(Path(sys.executable).with_name("ragline"))
-    result = subprocess.run([ragline, "serve", "--host", "0.0.0.0"], env={**os.environ, "RAGLINE_HOME": str(tmp_path)},
-                            capture_output=True, text=True)
+def test_serve_refuses_public_bind_without_keys(ragline_env: dict[str, str], ragline_bin: str) -> None:
+    result = subprocess.run([ragline_bin, "serve", "--host", "0.0.0.0"], env=ragline_env, capture_output=True,
+                            text=True)
     assert result.returncode == 2 and "without API keys" in result.stderr

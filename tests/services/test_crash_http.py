@@ -4,15 +4,13 @@ draining) every answer a client received has its rows and exactly one Iceberg ro
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -22,12 +20,6 @@ from services.wiring import Components
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"
 QUESTIONS = ["What does re-ingesting an unchanged document cost?", "How are answers made auditable?",
              "What happens to the old version of a changed document?", "Which engines can read the lineage table?"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _burst(base: str, received: list[str], stop: threading.Event, worker: int) -> None:
@@ -43,41 +35,30 @@ def _burst(base: str, received: list[str], stop: threading.Event, worker: int) -
             i += 1
 
 
-def test_sigkill_mid_burst_keeps_every_received_answer(tmp_path: Path) -> None:
-    env = {**os.environ, "RAGLINE_HOME": str(tmp_path / "home"), "RAGLINE_LINEAGE__RELAY__MAX_AGE_S": "0.2",
-           "RAGLINE_LINEAGE__RELAY__INTERVAL_S": "0.2", "RAGLINE_LINEAGE__RELAY__CLAIM_TIMEOUT_S": "0"}
-    ragline = str(Path(sys.executable).with_name("ragline"))
-    subprocess.run([ragline, "ingest", str(SAMPLES), "--json"], env=env, check=True, capture_output=True)
-    port = _free_port()
-    server = subprocess.Popen([ragline, "serve", "--port", str(port)], env=env, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        received: list[str] = []
-        stop = threading.Event()
-        workers = [threading.Thread(target=_burst, args=(base, received, stop, w)) for w in range(4)]
-        for w in workers:
-            w.start()
-        deadline = time.monotonic() + 60
-        while len(received) < 40 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        server.send_signal(signal.SIGKILL)  # mid-burst: requests and relay batches in flight
-        server.wait(timeout=30)
-        stop.set()
-        for w in workers:
-            w.join(timeout=60)
-    finally:
-        if server.poll() is None:
-            server.kill()
+def test_sigkill_mid_burst_keeps_every_received_answer(serve: Any, ragline_env: dict[str, str],
+                                                        ragline_bin: str) -> None:
+    env = ragline_env
+    env.update({"RAGLINE_LINEAGE__RELAY__MAX_AGE_S": "0.2", "RAGLINE_LINEAGE__RELAY__INTERVAL_S": "0.2",
+                "RAGLINE_LINEAGE__RELAY__CLAIM_TIMEOUT_S": "0"})
+    subprocess.run([ragline_bin, "ingest", str(SAMPLES), "--json"], env=env, check=True, capture_output=True)
+    base, server = serve()
+    received: list[str] = []
+    stop = threading.Event()
+    workers = [threading.Thread(target=_burst, args=(base, received, stop, w)) for w in range(4)]
+    for w in workers:
+        w.start()
+    deadline = time.monotonic() + 60
+    while len(received) < 40 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.send_signal(signal.SIGKILL)  # mid-burst: requests and relay batches in flight
+    server.wait(timeout=30)
+    stop.set()
+    for w in workers:
+        w.join(timeout=60)
     assert len(received) >= 40
     # The restart: a relay drains what the killed process left (including a claimed batch).
-    subprocess.run([ragline, "relay", "--once"], env=env, check=True, capture_output=True)
-    comps = Components(Settings(home=tmp_path / "home"))
+    subprocess.run([ragline_bin, "relay", "--once"], env=env, check=True, capture_output=True)
+    comps = Components(Settings(home=Path(env["RAGLINE_HOME"])))
     try:
         for answer_id in received:
             record = comps.lineage.find_answer("default", answer_id)
@@ -88,7 +69,7 @@ def test_sigkill_mid_burst_keeps_every_received_answer(tmp_path: Path) -> None:
         assert max(per_answer.values()) == 1  # nothing landed twice
     finally:
         comps.close()
-    stats = json.loads(subprocess.run([ragline, "lineage", "stats", "--json"], env=env, check=True,
+    stats = json.loads(subprocess.run([ragline_bin, "lineage", "stats", "--json"], env=env, check=True,
                                       capture_output=True, text=True).stdout)
     assert stats["outbox_pending"] == 0
     assert stats["answers"] == stats["iceberg_answer_events"] == len(per_answer)
