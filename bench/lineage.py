@@ -53,7 +53,7 @@ from lineage import (  # noqa: E402
     default_catalog_properties,
     serialize,
 )
-from lineage.tables import answer_documents, answer_sources, answers, outbox  # noqa: E402
+from lineage.tables import answer_documents, answer_sources, answers, outbox, outbox_pending  # noqa: E402
 from schemas import ids  # noqa: E402
 from schemas.lineage import AnswerRecord, RetrievedRef, TokenUsage  # noqa: E402
 from services.db import make_engine, migrate  # noqa: E402
@@ -218,6 +218,7 @@ def bench_overhead(engine: Engine, corpus: Corpus, count: int, sources: int) -> 
     prepared = [record(corpus, now + timedelta(seconds=i), sources) for i in range(count)]
     samples = [timed(lambda r=r: store.record_answer(r)) for r in prepared]  # type: ignore[misc]
     with engine.begin() as conn:  # leave the outbox to the landing pass
+        conn.execute(outbox_pending.delete())
         conn.execute(outbox.delete())
     return percentiles(samples)
 
@@ -233,9 +234,10 @@ def bench_landing(engine: Engine, corpus: Corpus, events: int, sources: int, lak
             for i in range(start, min(events, start + 10_000)):
                 event_id = str(uuid.UUID(int=(i << 64) | 0x7000_8000_0000_0000))
                 rows.append({"event_id": event_id, "event_type": "ai.ragline.answer.generated.v1", "tenant": "acme",
-                             "event_time": now - step * i, "status": "pending", "created_at": now,
+                             "event_time": now - step * i, "created_at": now,
                              "payload": template.replace("00000000-0000-7000-8000-000000000000", event_id)})
-            conn.execute(outbox.insert(), rows)
+            seqs = conn.execute(outbox.insert().returning(outbox.c.seq, sort_by_parameter_order=True), rows)
+            conn.execute(outbox_pending.insert(), [{"seq": seq, "created_at": now} for seq in seqs.scalars()])
     lake = IcebergLanding("bench", default_catalog_properties(lake_dir)).open()
     started = time.perf_counter()
     report = OutboxRelay(engine, lake, batch_size=10_000).drain()

@@ -22,7 +22,7 @@ from lineage.archive import SqlChunkArchive
 from lineage.errors import InvalidCursorError, LineageStoreError
 from lineage.events import utc
 from lineage.store import record_from_rows
-from lineage.tables import answer_documents, answer_sources, answers, outbox
+from lineage.tables import answer_documents, answer_sources, answers, outbox, outbox_pending
 from schemas.lineage import AnswerRecord
 
 
@@ -134,10 +134,12 @@ class LineageQueries:
         queries = {
             "answers": select(func.count()).select_from(answers),
             "answer_sources": select(func.count()).select_from(answer_sources),
-            "outbox_pending": select(func.count()).select_from(outbox).where(outbox.c.status == "pending"),
-            "outbox_sent": select(func.count()).select_from(outbox).where(outbox.c.status == "sent"),
+            "outbox_pending": select(func.count()).select_from(outbox_pending),
+            "outbox": select(func.count()).select_from(outbox),
         }
-        return {name: int(self._read(name, q)[0][0]) for name, q in queries.items()}
+        counts = {name: int(self._read(name, q)[0][0]) for name, q in queries.items()}
+        counts["outbox_sent"] = counts.pop("outbox") - counts["outbox_pending"]
+        return counts
 
     def _read(self, what: str, query: Select[Any]) -> Sequence[Any]:
         try:

@@ -1,8 +1,9 @@
 """The outbox relay: moves pending outbox rows to a :class:`RelayTarget` in batches.
 
-Each batch is first *claimed* (rows get a ``batch_id`` by compare-and-swap, so two
-relays never take the same row), then delivered under that id, then marked ``sent``
-(again a compare-and-swap from ``pending``). A relay that dies between delivering and
+Delivery state lives in ``outbox_pending`` (one small row per undelivered event; the
+``outbox`` row with its payload is never updated). Each batch is first *claimed* (pending
+rows get a ``batch_id`` by compare-and-swap, so two relays never take the same row), then
+delivered under that id, then marked sent by deleting its pending rows. A relay that dies between delivering and
 marking leaves a claimed batch behind; after ``claim_timeout_s`` any relay takes it
 over and delivers it again under the same id, which the target skips (its commit is in
 the Iceberg snapshot history). Claims, not a high-water mark on ``seq``: with
@@ -21,13 +22,13 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from lineage.base import OutboxEvent, RelayTarget
 from lineage.errors import LineageStoreError
 from lineage.events import utc
-from lineage.tables import outbox
+from lineage.tables import outbox, outbox_pending
 from schemas import ids
 from schemas.errors import RaglineError
 
@@ -71,7 +72,7 @@ class OutboxRelay:
 
     def pending(self) -> tuple[int, datetime | None]:
         """How many rows are pending, and when the oldest was written."""
-        query = select(func.count(), func.min(outbox.c.created_at)).where(outbox.c.status == "pending")
+        query = select(func.count(), func.min(outbox_pending.c.created_at))
         with self._store("counting pending outbox rows") as engine, engine.connect() as conn:
             count, oldest = conn.execute(query).one()
         return int(count), utc(oldest) if oldest else None
@@ -84,27 +85,26 @@ class OutboxRelay:
         """Claim up to ``batch_size`` of the oldest unclaimed rows in one statement; the
         outer conditions make it a compare-and-swap when another relay claims concurrently."""
         batch_id = ids.uuid7()
-        oldest = (select(outbox.c.seq).where(outbox.c.status == "pending", outbox.c.batch_id.is_(None))
-                  .order_by(outbox.c.seq).limit(self._batch_size).scalar_subquery())
+        p = outbox_pending
+        oldest = (select(p.c.seq).where(p.c.batch_id.is_(None)).order_by(p.c.seq).limit(self._batch_size)
+                  .scalar_subquery())
         with self._store("claiming an outbox batch") as engine, engine.begin() as conn:
             claimed = conn.execute(
-                update(outbox).where(outbox.c.seq.in_(oldest), outbox.c.status == "pending",
-                                     outbox.c.batch_id.is_(None))
+                update(p).where(p.c.seq.in_(oldest), p.c.batch_id.is_(None))
                 .values(batch_id=batch_id, claimed_at=datetime.now(UTC))).rowcount
         return batch_id if claimed else None
 
     def _batches_to_finish(self) -> list[str]:
         cutoff = datetime.now(UTC) - self._claim_timeout
-        query = (select(outbox.c.batch_id, func.max(outbox.c.claimed_at)).where(
-            outbox.c.status == "pending", outbox.c.batch_id.is_not(None)).group_by(outbox.c.batch_id))
+        p = outbox_pending
+        query = select(p.c.batch_id, func.max(p.c.claimed_at)).where(p.c.batch_id.is_not(None)).group_by(p.c.batch_id)
         with self._store("finding unfinished batches") as engine, engine.begin() as conn:
             found = conn.execute(query).all()
             mine = [b for b, _ in found if b in self._unfinished]
             stale = [b for b, at in found if b not in self._unfinished and utc(at) <= cutoff]
             # Take a stale batch over by CAS on its claim time, so two relays never both redeliver it.
             taken = [b for b in stale if conn.execute(
-                update(outbox).where(outbox.c.batch_id == b, outbox.c.status == "pending",
-                                     outbox.c.claimed_at <= cutoff)
+                update(p).where(p.c.batch_id == b, p.c.claimed_at <= cutoff)
                 .values(claimed_at=datetime.now(UTC))).rowcount]
         return mine + taken
 
@@ -112,14 +112,16 @@ class OutboxRelay:
         """Deliver a claimed batch and mark its rows sent; on failure keep it to retry."""
         self._unfinished.add(batch_id)
         with self._store(f"reading batch {batch_id}") as engine, engine.connect() as conn:
-            rows = conn.execute(select(outbox).where(outbox.c.batch_id == batch_id, outbox.c.status == "pending")
-                                .order_by(outbox.c.seq)).mappings().all()
-        batch = [OutboxEvent(r["seq"], r["event_id"], r["event_type"], r["tenant"], utc(r["event_time"]),
-                             r["payload"]) for r in rows]
+            rows = conn.execute(
+                select(outbox.c.seq, outbox.c.event_id, outbox.c.event_type, outbox.c.tenant, outbox.c.event_time,
+                       outbox.c.payload)
+                .join_from(outbox_pending, outbox, outbox.c.seq == outbox_pending.c.seq)
+                .where(outbox_pending.c.batch_id == batch_id).order_by(outbox_pending.c.seq)).all()
+        batch = [OutboxEvent(seq, event_id, event_type, tenant, utc(event_time), payload)
+                 for seq, event_id, event_type, tenant, event_time, payload in rows]
         written = self._target.deliver(batch_id, batch) if batch else 0
         with self._store(f"marking batch {batch_id} sent") as engine, engine.begin() as conn:
-            sent = conn.execute(update(outbox).where(outbox.c.batch_id == batch_id, outbox.c.status == "pending")
-                                .values(status="sent", sent_at=datetime.now(UTC))).rowcount
+            sent = conn.execute(delete(outbox_pending).where(outbox_pending.c.batch_id == batch_id)).rowcount
         self._unfinished.discard(batch_id)
         report.batches += 1
         report.delivered += sent

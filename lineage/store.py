@@ -2,25 +2,32 @@
 
 One answer is one transaction inserting its ``answers`` row, one ``answer_sources`` row
 per retrieved chunk, one ``answer_documents`` row per document version, and the
-outbox row holding its CloudEvent. Either all of it commits or the caller gets an error
-and must not serve the answer: there is never an answer without lineage.
+outbox row holding its CloudEvent (with its ``outbox_pending`` row). Either all of it
+commits or the caller gets an error and must not serve the answer: there is never an
+answer without lineage.
+
+``record_answer`` is on the query path, so it skips SQLAlchemy's per-statement work:
+fixed INSERT texts run on the DBAPI connection, one ``executemany`` per table, with
+SQLAlchemy's own bind processors (values are stored exactly as the Core path stores
+them). On PostgreSQL the whole transaction, COMMIT included, is one pipelined round trip,
+and the outbox row and its pending row are one statement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
-from sqlalchemy import Connection, Engine, Insert, Table, select, update
+from sqlalchemy import Column, Connection, Dialect, Engine, Insert, Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from lineage import events
 from lineage.errors import AnswerStateError, DuplicateAnswerError, LineageStoreError
-from lineage.tables import answer_documents, answer_sources, answers, outbox
+from lineage.tables import answer_documents, answer_sources, answers, outbox, outbox_pending
 from schemas import ids
 from schemas.lineage import AnswerRecord, DocumentChange, RetrievedRef, TokenUsage
 
@@ -34,6 +41,7 @@ class SqlLineageStore:
         self._deployment = deployment
         self._store_query_text = store_query_text
         self._hashing = frozenset(tenants_hashing_queries)
+        self._sql = _Statements(engine.dialect)
 
     def keeps_query_text(self, answer: AnswerRecord) -> bool:
         """Query text is stored unless the deployment, the tenant or the request opts out."""
@@ -42,14 +50,11 @@ class SqlLineageStore:
     def record_answer(self, answer: AnswerRecord) -> None:
         if answer.status == "streaming":
             raise AnswerStateError(f"answer {answer.answer_id}: use begin_stream for a streaming answer")
-        with self._transaction(answer.answer_id) as conn:
-            self._insert_rows(conn, answer)
-            self._insert_event(conn, self._answer_event(answer))
+        self._write(answer, self._answer_event(answer))
 
     def begin_stream(self, answer: AnswerRecord) -> None:
         """Commit the rows (status ``streaming``) before the first byte is sent; no event yet."""
-        with self._transaction(answer.answer_id) as conn:
-            self._insert_rows(conn, answer.model_copy(update={"status": "streaming"}))
+        self._write(answer.model_copy(update={"status": "streaming"}), None)
 
     def finish_stream(self, answer: AnswerRecord) -> None:
         """Finalize a stream (``complete``, ``incomplete`` when cut short) and enqueue its event.
@@ -94,17 +99,46 @@ class SqlLineageStore:
         return events.build_answer_event(answer, deployment=self._deployment,
                                          keep_query_text=self.keeps_query_text(answer))
 
-    def _insert_rows(self, conn: Connection, answer: AnswerRecord) -> None:
+    def _write(self, answer: AnswerRecord, event: CloudEvent | None) -> None:
+        """One transaction on the DBAPI connection: the answer's rows, and its event if any."""
+        sql = self._sql
         created = events.utc(answer.created_at)
-        conn.execute(answers.insert(), [_answer_row(answer, created, self.keeps_query_text(answer))])
-        refs = answer.retrieved
-        if not refs:
-            return
-        conn.execute(answer_sources.insert(), [
-            {"answer_id": answer.answer_id, "rank": r.rank, "chunk_id": r.chunk_id, "document_id": r.document_id,
-             "document_version": r.document_version, "source_uri": r.source_uri, "score": r.score,
-             "cited": r.cited, "tenant": answer.tenant, "created_at": created} for r in refs])
-        conn.execute(answer_documents.insert(), _document_rows(answer, created))
+        statements = [(sql.answers, [_answer_row(answer, created, self.keeps_query_text(answer))])]
+        if answer.retrieved:
+            statements += [(sql.sources, _source_rows(answer, created)),
+                           (sql.documents, _document_rows(answer, created))]
+        queued = _event_row(event) if event is not None else None
+        try:
+            raw = self._engine.raw_connection()
+        except SQLAlchemyError as exc:
+            raise LineageStoreError(f"recording lineage of {answer.answer_id}: {exc}") from exc
+        cursor = None
+        try:
+            cursor = raw.cursor()
+            if sql.postgres:
+                with raw.driver_connection.pipeline():
+                    for statement, rows in statements:
+                        cursor.executemany(statement.text, statement.bind(rows))
+                    if queued is not None:
+                        cursor.execute(sql.event.text, sql.event.bind([queued])[0])
+                    raw.commit()  # in the pipeline: everything above and COMMIT in one round trip
+            else:
+                for statement, rows in statements:
+                    cursor.executemany(statement.text, statement.bind(rows))
+                if queued is not None:
+                    cursor.execute(sql.event.text, sql.event.bind([queued])[0])
+                    if cursor.rowcount == 1:  # not a repeat of a queued event
+                        cursor.execute(sql.pending.text, sql.pending.bind([(cursor.lastrowid, queued[-1])])[0])
+                raw.commit()
+        except sql.dbapi_error as exc:
+            _rollback_quietly(raw)
+            if self._engine.dialect.is_disconnect(exc, raw.dbapi_connection, cursor):
+                raw.invalidate(exc)
+            if isinstance(exc, sql.integrity_error) and _is_answer_key_violation(exc):
+                raise DuplicateAnswerError(answer.answer_id) from exc
+            raise LineageStoreError(f"recording lineage of {answer.answer_id}: {exc}") from exc
+        finally:
+            raw.close()
 
     def _mark_cited(self, conn: Connection, answer: AnswerRecord) -> None:
         """Citations are only known once a stream has ended."""
@@ -118,10 +152,11 @@ class SqlLineageStore:
                 answer_documents.c.document_version == version).values(cited=True))
 
     def _insert_event(self, conn: Connection, event: CloudEvent) -> None:
-        row = {"event_id": event.get_id(), "event_type": event.get_type(), "tenant": event.get_extension("tenant"),
-               "event_time": event.get_time(), "payload": events.serialize(event), "status": "pending",
-               "created_at": datetime.now(UTC)}
-        conn.execute(insert_ignoring_duplicates(conn, outbox), [row])
+        """The outbox row and, unless the event was already queued, its pending row."""
+        row = dict(zip(_EVENT_COLUMNS, _event_row(event), strict=True))
+        seq = conn.execute(insert_ignoring_duplicates(conn, outbox).returning(outbox.c.seq), [row]).scalar()
+        if seq is not None:
+            conn.execute(outbox_pending.insert(), [{"seq": seq, "created_at": row["created_at"]}])
 
     @contextmanager
     def _transaction(self, subject: str) -> Iterator[Connection]:
@@ -142,38 +177,101 @@ def insert_ignoring_duplicates(conn: Connection, table: Table) -> Insert:
     return dialect.insert(table).on_conflict_do_nothing()
 
 
-def _is_answer_key_violation(exc: IntegrityError) -> bool:
-    message = str(exc.orig).lower()
+def _is_answer_key_violation(exc: BaseException) -> bool:
+    message = str(exc.orig if isinstance(exc, IntegrityError) else exc).lower()
     return "pk_answers" in message or "answers.answer_id" in message
 
 
-def _answer_row(answer: AnswerRecord, created: datetime, keep_query: bool) -> dict[str, Any]:
-    return {
-        "answer_id": answer.answer_id, "tenant": answer.tenant, "created_at": created,
-        "finished_at": None if answer.status == "streaming" else datetime.now(UTC), "status": answer.status,
-        "endpoint": answer.endpoint, "request_id": answer.request_id,
-        "query": answer.query if keep_query else None, "query_sha256": ids.text_hash(answer.query),
-        "answer_text": answer.answer_text, "answer_sha256": ids.text_hash(answer.answer_text),
-        "embedding_model_version": answer.embedding_model_version,
-        "prompt_template_version": answer.prompt_template_version,
-        "prompt_template_sha256": answer.prompt_template_sha256, "llm_model_version": answer.llm_model_version,
-        "retrieval_timestamp": events.utc(answer.retrieval_timestamp), "collection": answer.collection,
-        "filters": answer.filters, "usage": answer.usage.model_dump(), "timings_ms": answer.timings_ms,
-        "traceparent": answer.traceparent, "response": answer.response,
-    }
+class _Statement:
+    """An INSERT text for the DBAPI and the bind processors of its columns."""
+
+    def __init__(self, dialect: Dialect, table: Table, columns: Sequence[Column[Any]], suffix: str = "") -> None:
+        quote = dialect.identifier_preparer.quote
+        mark = "?" if dialect.name == "sqlite" else "%s"
+        self.text = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c.name) for c in columns)}) "
+                     f"VALUES ({', '.join([mark] * len(columns))}){suffix}")
+        self._processors = [(i, p) for i, c in enumerate(columns)
+                            if (p := c.type.dialect_impl(dialect).bind_processor(dialect)) is not None]
+
+    def bind(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        if not self._processors:
+            return list(rows)
+        out = []
+        for row in rows:
+            values = list(row)
+            for i, process in self._processors:
+                values[i] = process(values[i])
+            out.append(tuple(values))
+        return out
 
 
-def _document_rows(answer: AnswerRecord, created: datetime) -> list[dict[str, Any]]:
-    grouped: dict[tuple[str, str], dict[str, Any]] = {}
+class _Statements:
+    """The write path's statements in one dialect, built once per store."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.postgres = dialect.name == "postgresql"
+        dbapi = dialect.loaded_dbapi
+        self.dbapi_error: type[Exception] = dbapi.Error
+        self.integrity_error: type[Exception] = dbapi.IntegrityError
+        self.answers = _Statement(dialect, answers, list(answers.columns))
+        self.sources = _Statement(dialect, answer_sources, [answer_sources.c[n] for n in _SOURCE_COLUMNS])
+        self.documents = _Statement(dialect, answer_documents, [answer_documents.c[n] for n in _DOCUMENT_COLUMNS])
+        event_columns = [outbox.c[n] for n in _EVENT_COLUMNS]
+        if self.postgres:  # the pending row in the same statement: queued only if the event is new
+            self.event = _Statement(dialect, outbox, event_columns,
+                                    " ON CONFLICT DO NOTHING RETURNING seq, created_at")
+            self.event.text = (f"WITH queued AS ({self.event.text}) INSERT INTO outbox_pending (seq, created_at) "
+                               "SELECT seq, created_at FROM queued")
+        else:
+            self.event = _Statement(dialect, outbox, event_columns, " ON CONFLICT DO NOTHING")
+        self.pending = _Statement(dialect, outbox_pending, [outbox_pending.c.seq, outbox_pending.c.created_at])
+
+
+_SOURCE_COLUMNS = ("answer_id", "rank", "chunk_id", "document_id", "document_version", "source_uri", "score",
+                   "cited", "tenant", "created_at")
+_DOCUMENT_COLUMNS = ("answer_id", "document_id", "document_version", "tenant", "created_at", "best_rank", "chunks",
+                     "cited")
+_EVENT_COLUMNS = ("event_id", "event_type", "tenant", "event_time", "payload", "created_at")
+
+
+def _rollback_quietly(raw: Any) -> None:
+    with suppress(Exception):  # the original error is the one to report
+        raw.rollback()
+
+
+def _event_row(event: CloudEvent) -> tuple[Any, ...]:
+    """An outbox row in ``_EVENT_COLUMNS`` order (``created_at`` last)."""
+    return (event.get_id(), event.get_type(), event.get_extension("tenant"), event.get_time(),
+            events.serialize(event), datetime.now(UTC))
+
+
+def _answer_row(answer: AnswerRecord, created: datetime, keep_query: bool) -> tuple[Any, ...]:
+    """An ``answers`` row in the table's column order."""
+    return (
+        answer.answer_id, answer.tenant, created, None if answer.status == "streaming" else datetime.now(UTC),
+        answer.status, answer.endpoint, answer.request_id, answer.query if keep_query else None,
+        ids.text_hash(answer.query), answer.answer_text, ids.text_hash(answer.answer_text),
+        answer.embedding_model_version, answer.prompt_template_version, answer.prompt_template_sha256,
+        answer.llm_model_version, events.utc(answer.retrieval_timestamp), answer.collection, answer.filters,
+        answer.usage.model_dump(), answer.timings_ms, answer.traceparent, answer.response,
+    )
+
+
+def _source_rows(answer: AnswerRecord, created: datetime) -> list[tuple[Any, ...]]:
+    return [(answer.answer_id, r.rank, r.chunk_id, r.document_id, r.document_version, r.source_uri, r.score,
+             r.cited, answer.tenant, created) for r in answer.retrieved]
+
+
+def _document_rows(answer: AnswerRecord, created: datetime) -> list[tuple[Any, ...]]:
+    """One row per document version, in ``_DOCUMENT_COLUMNS`` order."""
+    grouped: dict[tuple[str, str], list[Any]] = {}
     for ref in answer.retrieved:
-        key = (ref.document_id, ref.document_version)
-        row = grouped.setdefault(key, {
-            "answer_id": answer.answer_id, "document_id": ref.document_id, "document_version": ref.document_version,
-            "tenant": answer.tenant, "created_at": created, "best_rank": ref.rank, "chunks": 0, "cited": False})
-        row["best_rank"] = min(row["best_rank"], ref.rank)
-        row["chunks"] += 1
-        row["cited"] = row["cited"] or ref.cited
-    return list(grouped.values())
+        row = grouped.setdefault((ref.document_id, ref.document_version), [
+            answer.answer_id, ref.document_id, ref.document_version, answer.tenant, created, ref.rank, 0, False])
+        row[5] = min(row[5], ref.rank)
+        row[6] += 1
+        row[7] = row[7] or ref.cited
+    return [tuple(r) for r in grouped.values()]
 
 
 def record_from_rows(row: Any, refs: Sequence[Any]) -> AnswerRecord:

@@ -2,7 +2,7 @@
 
 The event log (outbox → Iceberg) is the source of truth; these rows answer auditors'
 questions in milliseconds. Migrations live in the one alembic history in ``services``
-(``0002_lineage``), which must match these definitions.
+(``0002_lineage``, ``0003_outbox_pending``), which must match these definitions.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    text,
 )
 
 metadata = MetaData(naming_convention={
@@ -91,6 +90,8 @@ answer_documents = Table(
     Index("ix_answer_documents_doc_version_time", "document_id", "document_version", "created_at", "answer_id"),
 )
 
+#: The event log: one append-only row per CloudEvent (never updated). Delivery state lives
+#: in ``outbox_pending`` so the relay's claims never rewrite the ~4 KB payloads.
 outbox = Table(
     "outbox", metadata,
     Column("seq", SEQ, primary_key=True, autoincrement=True),
@@ -99,15 +100,19 @@ outbox = Table(
     Column("tenant", String(128), nullable=False),
     Column("event_time", DateTime(timezone=True), nullable=False),
     Column("payload", Text, nullable=False),  # the structured-mode CloudEvent JSON
-    Column("status", String(8), nullable=False),  # pending | sent
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+#: One small row per outbox event not yet delivered, written in the event's transaction:
+#: a relay claims rows (``batch_id``, ``claimed_at``) and deletes them once delivered, so
+#: this table only ever holds the backlog.
+outbox_pending = Table(
+    "outbox_pending", metadata,
+    Column("seq", SEQ, primary_key=True, autoincrement=False),  # outbox.seq
     Column("batch_id", String(36)),  # set when a relay claims the row
     Column("claimed_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("sent_at", DateTime(timezone=True)),
-    # Only pending rows are ever scanned (unclaimed ones by seq, a claimed batch by its id);
-    # sent rows pile up outside this index.
-    Index("ix_outbox_pending", "batch_id", "seq", sqlite_where=text("status = 'pending'"),
-          postgresql_where=text("status = 'pending'")),
+    Index(None, "batch_id", "seq"),  # unclaimed rows (batch_id NULL) by seq; a claimed batch by its id
 )
 
 chunk_archive = Table(

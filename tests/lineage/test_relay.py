@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pyarrow.compute as pc
 from lineage_records import make_answer
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, insert, select, update
 
 from lineage import IcebergLanding, OutboxEvent, OutboxRelay, RelayWorker, SqlLineageStore
 from lineage.iceberg import ANSWER_TABLE, BATCH_PROPERTY, DOCUMENT_TABLE
-from lineage.tables import answers, outbox
+from lineage.tables import answers, outbox, outbox_pending
 from schemas.lineage import DocumentChange
 
 
@@ -42,8 +42,8 @@ def test_counts_agree_after_the_relay_drains(store: SqlLineageStore, engine: Eng
 
     assert report.delivered == 27 and report.written == 27 and report.batches == 3
     assert sql_count(engine, answers) == 25 == lake.count(ANSWER_TABLE)
-    assert sql_count(engine, outbox, outbox.c.status == "sent") == 27
-    assert sql_count(engine, outbox, outbox.c.status == "pending") == 0
+    assert sql_count(engine, outbox) == 27
+    assert sql_count(engine, outbox_pending) == 0
     assert lake.count(DOCUMENT_TABLE) == 2
     landed = lake.table(ANSWER_TABLE).scan().to_arrow()  # the pyiceberg read an auditor would do
     with engine.connect() as conn:
@@ -58,15 +58,18 @@ def test_redelivering_a_landed_batch_adds_no_row(store: SqlLineageStore, engine:
     for _ in range(12):
         store.record_answer(make_answer())
     OutboxRelay(engine, lake).drain()
-    with engine.begin() as conn:  # the crash: rows still pending, claimed long ago
-        conn.execute(update(outbox).values(status="pending", sent_at=None,
-                                           claimed_at=datetime.now(UTC) - timedelta(hours=1)))
+    [batch_id] = [s.summary.get(BATCH_PROPERTY) for s in lake.table(ANSWER_TABLE).snapshots()]
+    with engine.begin() as conn:  # the crash: rows still pending under that batch, claimed long ago
+        claimed = datetime.now(UTC) - timedelta(hours=1)
+        rows = conn.execute(select(outbox.c.seq, outbox.c.created_at)).all()
+        conn.execute(insert(outbox_pending), [{"seq": seq, "batch_id": batch_id, "claimed_at": claimed,
+                                               "created_at": created} for seq, created in rows])
 
     report = OutboxRelay(engine, lake, claim_timeout_s=60).drain()
 
     assert (report.taken_over, report.delivered, report.written) == (1, 12, 0)
     assert lake.count(ANSWER_TABLE) == 12
-    assert sql_count(engine, outbox, outbox.c.status == "pending") == 0
+    assert sql_count(engine, outbox_pending) == 0
 
 
 def test_a_fresh_claim_of_another_relay_is_left_alone(
@@ -74,7 +77,7 @@ def test_a_fresh_claim_of_another_relay_is_left_alone(
     for _ in range(3):
         store.record_answer(make_answer())
     with engine.begin() as conn:  # another live relay is delivering these right now
-        conn.execute(update(outbox).values(batch_id="other-relay-batch", claimed_at=datetime.now(UTC)))
+        conn.execute(update(outbox_pending).values(batch_id="other-relay-batch", claimed_at=datetime.now(UTC)))
     assert OutboxRelay(engine, lake, claim_timeout_s=60).drain().delivered == 0
     assert lake.count(ANSWER_TABLE) == 0
 
@@ -149,3 +152,13 @@ def test_background_worker_drains_and_stops(store: SqlLineageStore, engine: Engi
     worker.stop()  # lands what is still pending before returning
     assert not worker.alive
     assert lake.count(ANSWER_TABLE) == 6
+
+
+def test_a_repeated_event_is_not_queued_again_once_sent(
+        store: SqlLineageStore, engine: Engine, lake: IcebergLanding) -> None:
+    store.record_document_change(change := document_change())
+    assert OutboxRelay(engine, lake).drain().delivered == 1
+    store.record_document_change(change)  # the same change written again after delivery
+    assert sql_count(engine, outbox) == 1 and sql_count(engine, outbox_pending) == 0
+    assert OutboxRelay(engine, lake).drain().delivered == 0
+    assert lake.count(DOCUMENT_TABLE) == 1

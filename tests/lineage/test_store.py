@@ -17,7 +17,7 @@ from lineage import (
     parse,
     validate_event,
 )
-from lineage.tables import answer_documents, answer_sources, answers, outbox
+from lineage.tables import answer_documents, answer_sources, answers, outbox, outbox_pending
 from schemas import ids
 from schemas.lineage import ANSWER_EVENT_TYPE, RetrievedRef
 
@@ -41,7 +41,10 @@ def test_one_answer_is_one_row_per_table_and_one_valid_event(store: SqlLineageSt
     assert count(engine, answer_sources) == 5
     assert count(engine, answer_documents) == 2  # doc-a (ranks 1, 3, 5) and doc-b (2, 4)
     [row] = outbox_events(engine)
-    assert (row["event_id"], row["status"], row["event_type"]) == (answer.answer_id, "pending", ANSWER_EVENT_TYPE)
+    assert (row["event_id"], row["event_type"]) == (answer.answer_id, ANSWER_EVENT_TYPE)
+    with engine.connect() as conn:  # queued for the relay, unclaimed
+        pending = conn.execute(select(outbox_pending)).mappings().one()
+    assert (pending["seq"], pending["batch_id"]) == (row["seq"], None)
     event = parse(row["payload"])
     validate_event(event)
     assert event.get_id() == event.get_subject() == answer.answer_id
