@@ -95,6 +95,9 @@ class AnswerTrace:
 class LineageQueries:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        # Reads need no transaction: autocommit saves PostgreSQL the BEGIN and the ROLLBACK
+        # round trips around every lookup (the query is one statement, one snapshot).
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._archive = SqlChunkArchive(engine)
 
     def answers_for_document(self, document_id: str, *, tenant: str | None = None, version: str | None = None,
@@ -143,7 +146,7 @@ class LineageQueries:
 
     def _read(self, what: str, query: Select[Any]) -> Sequence[Any]:
         try:
-            with self._engine.connect() as conn:
+            with self._reader.connect() as conn:
                 return conn.execute(query).all()
         except SQLAlchemyError as exc:
             raise LineageStoreError(f"reading {what}: {exc}") from exc
