@@ -9,8 +9,8 @@ answer without lineage.
 ``record_answer`` is on the query path, so it skips SQLAlchemy's per-statement work:
 fixed INSERT texts run on the DBAPI connection, one ``executemany`` per table, with
 SQLAlchemy's own bind processors (values are stored exactly as the Core path stores
-them). On PostgreSQL the whole transaction, COMMIT included, is one pipelined round trip,
-and the outbox row and its pending row are one statement.
+them). On PostgreSQL the whole answer is one statement (data-modifying CTEs, multi-row
+VALUES) sent with its COMMIT in one pipelined round trip.
 """
 
 from __future__ import annotations
@@ -116,12 +116,10 @@ class SqlLineageStore:
         try:
             cursor = raw.cursor()
             if sql.postgres:
+                text, params = sql.combined(statements, queued)
                 with raw.driver_connection.pipeline():
-                    for statement, rows in statements:
-                        cursor.executemany(statement.text, statement.bind(rows))
-                    if queued is not None:
-                        cursor.execute(sql.event.text, sql.event.bind([queued])[0])
-                    raw.commit()  # in the pipeline: everything above and COMMIT in one round trip
+                    cursor.execute(text, params)
+                    raw.commit()  # in the pipeline: the statement and COMMIT in one round trip
             else:
                 for statement, rows in statements:
                     cursor.executemany(statement.text, statement.bind(rows))
@@ -134,7 +132,9 @@ class SqlLineageStore:
             _rollback_quietly(raw)
             if self._engine.dialect.is_disconnect(exc, raw.dbapi_connection, cursor):
                 raw.invalidate(exc)
-            if isinstance(exc, sql.integrity_error) and _is_answer_key_violation(exc):
+            if isinstance(exc, sql.integrity_error) and (
+                    _is_answer_key_violation(exc) or sql.postgres and _answer_exists(raw, answer.answer_id)):
+                # One PostgreSQL statement may report a child row's key first: the answer's own row decides.
                 raise DuplicateAnswerError(answer.answer_id) from exc
             raise LineageStoreError(f"recording lineage of {answer.answer_id}: {exc}") from exc
         finally:
@@ -217,14 +217,29 @@ class _Statements:
         self.sources = _Statement(dialect, answer_sources, [answer_sources.c[n] for n in _SOURCE_COLUMNS])
         self.documents = _Statement(dialect, answer_documents, [answer_documents.c[n] for n in _DOCUMENT_COLUMNS])
         event_columns = [outbox.c[n] for n in _EVENT_COLUMNS]
-        if self.postgres:  # the pending row in the same statement: queued only if the event is new
-            self.event = _Statement(dialect, outbox, event_columns,
-                                    " ON CONFLICT DO NOTHING RETURNING seq, created_at")
-            self.event.text = (f"WITH queued AS ({self.event.text}) INSERT INTO outbox_pending (seq, created_at) "
-                               "SELECT seq, created_at FROM queued")
-        else:
-            self.event = _Statement(dialect, outbox, event_columns, " ON CONFLICT DO NOTHING")
+        # PostgreSQL: RETURNING feeds the pending row in the same statement (only a new event is queued).
+        self.event = _Statement(dialect, outbox, event_columns,
+                                " ON CONFLICT DO NOTHING" + (" RETURNING seq, created_at" if self.postgres else ""))
         self.pending = _Statement(dialect, outbox_pending, [outbox_pending.c.seq, outbox_pending.c.created_at])
+        self._combined: dict[tuple[int, int, bool], str] = {}
+
+    def combined(self, statements: Sequence[tuple[_Statement, list[tuple[Any, ...]]]],
+                 queued: tuple[Any, ...] | None) -> tuple[str, list[Any]]:
+        """PostgreSQL: every insert of one answer as a single statement (one text per shape,
+        which psycopg prepares after a few uses)."""
+        parts = [*statements, *([(self.event, [queued])] if queued is not None else [])]
+        shape = (len(parts[1][1]) if len(parts) > 2 else 0, len(parts[2][1]) if len(parts) > 2 else 0,
+                 queued is not None)
+        text = self._combined.get(shape)
+        if text is None:
+            ctes = [_multi_row(statement.text, len(rows)) for statement, rows in parts]
+            if queued is not None:
+                ctes.append("INSERT INTO outbox_pending (seq, created_at) "
+                            f"SELECT seq, created_at FROM w{len(ctes) - 1}")
+            text = ("WITH " + ", ".join(f"w{i} AS ({cte})" for i, cte in enumerate(ctes[:-1])) + " " + ctes[-1]
+                    if len(ctes) > 1 else ctes[0])
+            self._combined[shape] = text
+        return text, [value for statement, rows in parts for row in statement.bind(rows) for value in row]
 
 
 _SOURCE_COLUMNS = ("answer_id", "rank", "chunk_id", "document_id", "document_version", "source_uri", "score",
@@ -232,6 +247,25 @@ _SOURCE_COLUMNS = ("answer_id", "rank", "chunk_id", "document_id", "document_ver
 _DOCUMENT_COLUMNS = ("answer_id", "document_id", "document_version", "tenant", "created_at", "best_rank", "chunks",
                      "cited")
 _EVENT_COLUMNS = ("event_id", "event_type", "tenant", "event_time", "payload", "created_at")
+
+
+def _multi_row(text: str, rows: int) -> str:
+    """``INSERT … VALUES (…)`` → ``INSERT … VALUES (…), (…)`` for ``rows`` rows (a trailing
+    clause such as ``ON CONFLICT`` is kept)."""
+    head, _, tail = text.partition(" VALUES ")
+    group, close, rest = tail.partition(")")
+    return f"{head} VALUES {', '.join([group + close] * rows)}{rest}"
+
+
+def _answer_exists(raw: Any, answer_id: str) -> bool:
+    try:
+        cursor = raw.cursor()
+        cursor.execute("SELECT 1 FROM answers WHERE answer_id = %s", (answer_id,))
+        found = cursor.fetchone() is not None
+        raw.rollback()
+        return found
+    except Exception:  # noqa: BLE001 - the original error is the one to report
+        return False
 
 
 def _rollback_quietly(raw: Any) -> None:
