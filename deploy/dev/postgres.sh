@@ -44,7 +44,7 @@ start() {
   [ "$(id -u)" = 0 ] && { as_db_user true 2>/dev/null || true; chown ragline-pg "$DATA"; }
   as_db_user "$bin/initdb" -D "$DATA" -U ragline --auth=trust -E UTF8 --no-sync >/dev/null
   as_db_user "$bin/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 \
-    -o "-p $PORT -k $DATA -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    -o "-p $PORT -k $DATA -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=512MB" \
     start >/dev/null
   as_db_user "$bin/psql" -h 127.0.0.1 -p "$PORT" -U ragline -d postgres -qAt \
     -c "CREATE DATABASE $DB" >/dev/null
