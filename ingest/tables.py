@@ -18,10 +18,9 @@ from sqlalchemy import (
     Text,
 )
 
-metadata = MetaData(naming_convention={
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "pk": "pk_%(table_name)s",
-})
+from schemas.storage import NAMING_CONVENTION
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 documents = Table(
     "documents", metadata,
