@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ingest.extract import ExtractionLimits, detect_media_type, extract_document
+from ingest.extract.pdf import PdfExtractor
 from schemas.documents import ExtractedDocument, SourceDocument
 from schemas.errors import ExtractionError, LimitExceededError
 
@@ -85,6 +86,77 @@ def test_scanned_pdf_warns_with_page_numbers(corpora: Path) -> None:
     doc = extract(corpora / "pdf" / "files" / "ocrmypdf-cardinal-rotated-scans.pdf")
     assert doc.sections == ()
     assert any("page(s) 1-4 of 4" in w for w in doc.warnings)
+
+
+def test_pdf_with_its_xref_and_trailer_cut_off_is_repaired(corpora: Path) -> None:
+    """Last 3% cut (xref, trailer, startxref): qpdf's repair gives back every page, the intact file's text."""
+    path = corpora / "malformed" / "pdf" / "truncated-pdfplumber-nics-background-checks-2015-11-97pct.pdf"
+    doc = extract(path)
+    intact = extract(corpora / "pdf" / "files" / "pdfplumber-nics-background-checks-2015-11.pdf")
+    assert doc.metadata["pages"] == intact.metadata["pages"] == 1
+    assert doc.text == intact.text and len(doc.text) == 6614
+    assert [(s.kind, s.start, s.end) for s in doc.sections] == [(s.kind, s.start, s.end) for s in intact.sections]
+    assert doc.warnings == (f"{path}: damaged PDF: can't find startxref; repaired before extraction, "
+                            "text may be incomplete",)
+
+
+@pytest.mark.parametrize(("name", "damage", "text"), [
+    ("qpdf-bad2.pdf", "can't find startxref", "Potato"),
+    ("qpdf-bad13.pdf", "(trailer, offset 753): treating unexpected brace token as null", "Potato"),
+    ("qpdf-append-xref-loop.pdf", "loop detected following xref tables", "Potato 0 new"),
+])
+def test_pdfs_pdfminer_cannot_open_are_repaired_with_a_warning(corpora: Path, name: str, damage: str,
+                                                               text: str) -> None:
+    path = corpora / "malformed" / "pdf" / name
+    doc = extract(path)
+    assert doc.text.startswith(text)
+    assert doc.warnings[0] == f"{path}: damaged PDF: {damage}; repaired before extraction, text may be incomplete"
+
+
+def test_unreadable_pages_of_a_repaired_pdf_are_skipped_by_number(corpora: Path) -> None:
+    path = corpora / "malformed" / "pdf" / "pdfjs-poppler-90-corrupt-ccittfax.pdf"
+    doc = extract(path)
+    assert doc.metadata["pages"] == 16 and {s.page for s in doc.sections} == {2, 14}
+    assert doc.warnings[0].startswith(f"{path}: damaged PDF: ")
+    assert doc.warnings[1] == (f"{path}: page(s) 1, 4-11, 13, 15 of 16 could not be read and were skipped "
+                               "(page 1: Error: Non-hexadecimal digit found)")
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    # Cut mid-way: the catalog, page tree and trailer were all in the lost half.
+    ("truncated-pdfjs-tracemonkey-paper-50pct.pdf", "PSEOF: Unexpected EOF; qpdf could not repair it: "
+                                                    "unable to find trailer dictionary while recovering damaged file"),
+    ("ocrmypdf-invalid-header-then-eof.pdf", "PDFSyntaxError: No /Root object! - Is this really a PDF?; qpdf could "
+                                             "not repair it: unable to find trailer dictionary while recovering "
+                                             "damaged file"),
+    ("pdfjs-pdfbox-3148-corrupt-metadata-xref.pdf", "ValueError: Non-Ascii85 digit found: ±; "
+                                                    "qpdf repaired it but no text was recovered from its 1 page(s)"),
+])
+def test_pdfs_damaged_beyond_recovery_fail_with_a_clear_error(corpora: Path, name: str, reason: str) -> None:
+    path = corpora / "malformed" / "pdf" / name
+    with pytest.raises(ExtractionError) as raised:
+        extract(path)
+    assert type(raised.value) is ExtractionError
+    assert str(raised.value) == f"{path}: damaged PDF, beyond recovery: {reason}"
+
+
+def test_healthy_and_encrypted_pdfs_never_reach_the_repair_pass(corpora: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process (not sandboxed) so that the patched repair is the one that would run."""
+    def no_repair(*args: object) -> None:
+        raise AssertionError(f"repair pass run for {args[1]}")
+
+    monkeypatch.setattr("ingest.extract.pdf._repair", no_repair)
+    files = corpora / "pdf" / "files"
+    for name in ["pdfplumber-nics-background-checks-2015-11.pdf", "ocrmypdf-cardinal-rotated-scans.pdf"]:
+        doc = PdfExtractor().extract((files / name).read_bytes(), name)
+        assert not any("damaged" in w for w in doc.warnings)
+    encrypted = (files / "pdfplumber-password-example.pdf").read_bytes()
+    assert PdfExtractor().extract(encrypted, "locked.pdf", password="test").text
+    with pytest.raises(ExtractionError, match="supplied password is wrong"):
+        PdfExtractor().extract(encrypted, "locked.pdf", password="not-the-password")
+    with pytest.raises(ExtractionError, match="password is required"):
+        PdfExtractor().extract(encrypted, "locked.pdf")
 
 
 def test_html_main_content_against_ground_truth(corpora: Path) -> None:
