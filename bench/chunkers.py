@@ -192,31 +192,49 @@ class Result:
     error: str = ""
 
 
-def measure(runner: Runner, docs: list[tuple[str, str | None]], passes: int) -> Result:
-    result = Result(runner)
-    try:
-        runner.make()(WARM_UP, docs[0][1])  # one-time tables, grammars, tokenizer loads
-        best = float("inf")
-        for _ in range(passes):
-            # A fresh instance per pass, and warm-up text outside the corpus: several peers
-            # memoize token counts per text, which would turn best-of-N into a cache hit.
-            split = runner.make()
-            start = time.perf_counter()
-            out = [split(text, lang) for text, lang in docs]
-            best = min(best, time.perf_counter() - start)
-            if best > 20:
-                break  # a slow peer: one pass tells enough
-    except ImportError as exc:
-        result.error = f"not installed ({exc.name})"
-        return result
-    except Exception as exc:  # noqa: BLE001 - a failing peer is reported, not fatal
-        result.error = f"failed: {type(exc).__name__}: {str(exc)[:90]}"
-        return result
-    counts = [len(ENC.encode_ordinary(c)) for chunks in out for c in chunks]
-    result.seconds, result.chunks = best, len(counts)
-    result.max_tokens = max(counts, default=0)
-    result.over = sum(n > BUDGET for n in counts)
-    return result
+def measure(runners: list[Runner], docs: list[tuple[str, str | None]],
+            passes: int) -> list[Result]:
+    """Best of ``passes`` timed passes per runner, taken round-robin (every runner's
+    first pass, then every runner's second, ...), so that a slow minute on this shared
+    2-core machine lands on all of them rather than on whoever ran in it."""
+    results = [Result(r) for r in runners]
+    outputs: dict[int, list[list[str]]] = {}
+    for i, runner in enumerate(runners):
+        try:
+            runner.make()(WARM_UP, docs[0][1])  # one-time tables, grammars, tokenizer loads
+        except Exception as exc:  # noqa: BLE001 - a failing peer is reported, not fatal
+            results[i].error = _failure(exc)
+    for _ in range(passes):
+        for i, runner in enumerate(runners):
+            result = results[i]
+            if result.error or (result.seconds or 0) > 20:
+                continue  # failed, or a slow peer: one pass tells enough
+            try:
+                # A fresh instance per pass, and warm-up text outside the corpus: several
+                # peers memoize token counts per text, which would turn best-of-N into a
+                # cache hit.
+                split = runner.make()
+                start = time.perf_counter()
+                out = [split(text, lang) for text, lang in docs]
+                elapsed = time.perf_counter() - start
+            except Exception as exc:  # noqa: BLE001 - a failing peer is reported
+                result.error, result.seconds = _failure(exc), None
+                continue
+            result.seconds = min(result.seconds or elapsed, elapsed)
+            outputs[i] = out
+    for i, result in enumerate(results):
+        if result.error:
+            continue
+        counts = [len(ENC.encode_ordinary(c)) for chunks in outputs[i] for c in chunks]
+        result.chunks, result.max_tokens = len(counts), max(counts, default=0)
+        result.over = sum(n > BUDGET for n in counts)
+    return results
+
+
+def _failure(exc: Exception) -> str:
+    if isinstance(exc, ImportError):
+        return f"not installed ({exc.name})"
+    return f"failed: {type(exc).__name__}: {str(exc)[:90]}"
 
 
 def tiktoken_floor(docs: list[tuple[str, str | None]], passes: int) -> float:
@@ -272,7 +290,7 @@ def main() -> None:
                        ("code", code_corpus(args.code_mb))):
         runners = [r for r in ours_runners + peers() if name == "code" or r.kind != "code"]
         floor = tiktoken_floor(docs, args.passes)
-        results = [measure(r, docs, args.passes) for r in runners]
+        results = measure(runners, docs, args.passes)
         report(name, docs, results, floor)
         if name == "code":
             print("tree-sitter grammars for chonkie/llama_index (tree-sitter-language-pack "

@@ -53,7 +53,8 @@ def fixed_windows(tokens: TokenMap, budget: int, overlap: int) -> Iterator[Span]
     """
     text = tokens.text
     size = len(text)
-    start, start_token = 0, 0  # start_token is None when start is not an additive cut
+    start = 0
+    start_token: int | None = 0  # None when start is not an additive cut
     while start < size:
         end, end_token = _additive_end(tokens, start, start_token, budget)
         if end_token is not None and start_token is not None:

@@ -21,7 +21,7 @@ end is ``x``::
 
 where ``T(p)`` is the index of the token boundary at ``p`` in the whole-document pass.
 Line starts followed by a non-space char are additive cuts for the same reason (see
-:func:`_additive_cuts`), and so, for counting only, are line starts followed by spaces
+:func:`_cut_masks`), and so, for counting only, are line starts followed by spaces
 or tabs and then a non-space char (see :func:`_cut_masks`).
 The letter test is deliberately conservative: only code points whose category Python's
 Unicode database knows are used, and everything outside the BMP counts as neither a
@@ -34,9 +34,13 @@ every chunk to check the result.
 from __future__ import annotations
 
 import functools
+import os
+import re
+import threading
 import unicodedata
 from array import array
 from bisect import bisect_left, bisect_right
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import tiktoken
@@ -98,25 +102,43 @@ def _token_byte_lengths(encoding: tiktoken.Encoding) -> np.ndarray:
     return lengths
 
 
+# Per-code-point flags (one gather per document answers every question the cut
+# masks ask; see _cut_masks for what the bits are used for).
+_LETTER, _NON_LETTER, _NON_SPACE, _NEWLINE, _INDENT = 1, 2, 4, 8, 16
+
+
 @functools.cache
-def _char_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(surely a letter, surely not a letter, surely not whitespace) per BMP code point.
+def _char_flags() -> np.ndarray:
+    """Flags of every code point: surely a letter, surely not a letter, surely not
+    whitespace, CR or LF, space or tab.
 
     "Surely" guards against Python's Unicode tables being older than the regex
-    engine's: unassigned code points are neither letters nor non-letters. Python's
-    ``isspace`` is a superset of Unicode White_Space, so "not isspace" is sure.
+    engine's: unassigned code points and everything outside the BMP are neither
+    letters nor non-letters. Python's ``isspace`` is a superset of Unicode White_Space,
+    so "not isspace" is sure, and nothing outside the BMP is whitespace.
     """
-    letter = np.zeros(0x10000, dtype=bool)
-    non_letter = np.zeros(0x10000, dtype=bool)
-    non_space = np.zeros(0x10000, dtype=bool)
+    bmp = bytearray(0x10000)
     for cp in range(0x10000):
         char = chr(cp)
         if char.isalpha():
-            letter[cp] = True
+            kind = _LETTER
         elif unicodedata.category(char) not in ("Cn", "Cs"):
-            non_letter[cp] = True
-        non_space[cp] = not char.isspace()
-    return letter, non_letter, non_space
+            kind = _NON_LETTER
+        else:
+            kind = 0
+        bmp[cp] = kind if char.isspace() else kind | _NON_SPACE
+    flags = np.full(0x110000, _NON_SPACE, dtype=np.uint8)
+    flags[:0x10000] = np.frombuffer(bytes(bmp), dtype=np.uint8)
+    flags[[10, 13]] |= _NEWLINE
+    flags[[9, 32]] |= _INDENT
+    return flags
+
+
+def _joins(before: np.ndarray | int, after: np.ndarray | int) -> np.ndarray | int:
+    """Nonzero where a char with flags ``before`` followed by one with flags ``after``
+    makes an additive cut: a letter then a non-letter, or CR/LF then a non-space char
+    (the bits are laid out so one shift lines each pair up)."""
+    return (((before << 1) & _NON_LETTER) | ((before >> 1) & _NON_SPACE)) & after
 
 
 @functools.cache
@@ -143,32 +165,111 @@ def encode_document(encoding: tiktoken.Encoding, text: str) -> tuple[np.ndarray,
     Lone surrogates are replaced the way ``encode_ordinary`` does it (one char for one,
     so offsets are unchanged); the text actually tokenized is returned with the ids.
     """
-    fast = _fast_tokenizer(public_name(encoding))
-    try:
-        if fast is not None:
-            ids = fast.encode(text)  # type: ignore[attr-defined]
-            return np.fromiter(ids, dtype=np.int64, count=len(ids)), text
-        return encoding.encode_to_numpy(text, disallowed_special=()), text
-    except UnicodeEncodeError:
-        fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        return encode_document(encoding, fixed)
+    return PendingEncoding(encoding, text).result()
 
 
-def _additive_cuts(text: str) -> np.ndarray:
-    """Every additive cut of ``text``, ascending (the vector twin of ``is_additive_cut``).
+class PendingEncoding:
+    """A whole-document tokenization, split across two tokenizers running at once.
 
-    Two kinds: letter boundaries (``text[p-1]`` a letter, ``text[p]`` not) and line
-    starts (``text[p-1]`` is CR or LF, ``text[p]`` is not whitespace): every piece
-    holding a line break is whitespace or punctuation ending in line breaks, so it can
-    neither reach into a non-space char nor be cut differently when the text ends there.
+    bpe-openai (the fastest exact tokenizer here) holds the GIL while it runs;
+    tiktoken's native encoder releases it. So, where a second core is free, the tail of
+    a long text goes to tiktoken on a worker thread while the caller encodes the head
+    with bpe-openai (or parses the document, as the code chunker does), and the two id
+    arrays are joined. That is exact because the text is cut at a line start followed
+    by a printable ASCII char (or, on a text without one, at an ASCII letter followed
+    by an ASCII non-letter): an additive cut (see :func:`_cut_masks`), so the
+    tokens of the text are the tokens of the head followed by those of the tail.
+    ``tests/ingest/test_chunkers.py`` holds the joined ids equal to tiktoken's.
+
+    ``background_share`` is the part of the text handed to the worker: about a third
+    balances the two encoders (tiktoken runs at about half bpe-openai's speed); a
+    caller that has other GIL-holding work to do meanwhile hands over more.
     """
-    return np.flatnonzero(_cut_masks(text)[0]) + 1
+
+    __slots__ = ("_encoding", "_text", "_cut", "_tail")
+
+    def __init__(
+        self, encoding: tiktoken.Encoding, text: str, background_share: float = 0.35
+    ) -> None:
+        self._encoding, self._text = encoding, text
+        self._cut = len(text)
+        self._tail: Future[np.ndarray] | None = None
+        if len(text) >= _BACKGROUND_MIN_CHARS and _fast_tokenizer(public_name(encoding)):
+            pool = _background_pool()
+            cut = _head_tail_cut(text, int(len(text) * (1 - background_share)))
+            if pool is not None and cut is not None:
+                self._cut = cut
+                started = threading.Event()
+                self._tail = pool.submit(_encode_tail, encoding, text[cut:], started)
+                # The worker needs the GIL to get into tiktoken, and bpe-openai would hold
+                # it for the caller's whole head: wait (GIL released) until it is in.
+                started.wait()
+
+    def result(self) -> tuple[np.ndarray, str]:
+        """The ids (the caller's thread encodes the head now) and the text they are of."""
+        text, tail = self._text, self._tail
+        try:
+            head = _encode_head(self._encoding, text[: self._cut] if tail else text)
+            if tail is None:
+                return head, text
+            return np.concatenate((head, tail.result())), text
+        except UnicodeEncodeError:
+            if tail is not None and not tail.cancel():
+                tail.exception()  # let the worker finish before the text is encoded again
+            fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            return encode_document(self._encoding, fixed)
 
 
-def _cut_masks(text: str, indented: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    r"""Masks over positions ``1 .. len(text) - 1``: the additive cuts and, if asked,
-    the indented line starts, i.e. line starts followed by spaces or tabs and then a
-    surely non-space char.
+_BACKGROUND_MIN_CHARS = 8192  # shorter texts are encoded faster than a thread hand-off
+_LINE_START = re.compile(r"[\r\n](?=[!-~])")
+_LETTER_END = re.compile(r"[A-Za-z](?=[^A-Za-z\x80-\U0010ffff])")
+
+
+def _head_tail_cut(text: str, near: int) -> int | None:
+    """An additive cut at or after ``near`` (and not at the text's end), if any."""
+    found = _LINE_START.search(text, near) or _LETTER_END.search(text, near)
+    if found is None or found.end() >= len(text):
+        return None
+    return found.end()
+
+
+def _encode_head(encoding: tiktoken.Encoding, text: str) -> np.ndarray:
+    """The ids of ``encode_ordinary(text)``, by the fastest exact encoder installed."""
+    fast = _fast_tokenizer(public_name(encoding))
+    if fast is None:
+        return _encode_tail(encoding, text)
+    ids = fast.encode(text)  # type: ignore[attr-defined]
+    return np.fromiter(ids, dtype=np.int64, count=len(ids))
+
+
+def _encode_tail(
+    encoding: tiktoken.Encoding, text: str, started: threading.Event | None = None
+) -> np.ndarray:
+    """The same ids by tiktoken, which releases the GIL while it encodes (and, like
+    bpe-openai, raises UnicodeEncodeError on a lone surrogate)."""
+    if started is not None:
+        started.set()
+    return encoding.encode_to_numpy(text, disallowed_special=()).astype(np.int64)
+
+
+@functools.cache
+def _background_pool() -> ThreadPoolExecutor | None:
+    """One worker thread for tail encodes, or None when this process has one core."""
+    if len(os.sched_getaffinity(0)) < 2:
+        return None
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragline-tokenize")
+
+
+def _cut_masks(text: str) -> tuple[np.ndarray, np.ndarray]:
+    r"""Masks over positions ``1 .. len(text) - 1``: the additive cuts, and the
+    indented line starts (line starts followed by spaces or tabs, then a surely
+    non-space char).
+
+    Additive cuts are of two kinds: letter boundaries (``text[p-1]`` a letter,
+    ``text[p]`` not) and line starts (``text[p-1]`` is CR or LF, ``text[p]`` is not
+    whitespace): every piece holding a line break is whitespace or punctuation ending
+    in line breaks, so it can neither reach into a non-space char nor be cut
+    differently when the text ends there.
 
     Token counts add up across indented line starts too (so :meth:`TokenMap.count`
     uses them), but they are not offered as preferred cuts: that set decides where the
@@ -182,51 +283,29 @@ def _cut_masks(text: str, indented: bool = False) -> tuple[np.ndarray, np.ndarra
     ``p`` on are found from ``p`` alone.
     """
     if text.isascii():
-        codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
-        lower = codes | 0x20
-        letter = (lower >= 97) & (lower <= 122)
-        non_letter = ~letter
-        non_space = ~(((codes >= 9) & (codes <= 13)) | ((codes >= 28) & (codes <= 32)))
+        codes: np.ndarray = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
     else:
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        letter_table, non_letter_table, non_space_table = _char_tables()
-        bmp = codes < 0x10000
-        clipped = np.where(bmp, codes, 0)
-        letter = letter_table[clipped] & bmp
-        non_letter = non_letter_table[clipped] & bmp
-        non_space = non_space_table[clipped] | ~bmp
-    newline = (codes == 10) | (codes == 13)
-    cuts = (letter[:-1] & non_letter[1:]) | (newline[:-1] & non_space[1:])
-    if not indented:
-        return cuts, None
-    indent = (codes == 32) | (codes == 9)
-    starts = np.flatnonzero(newline[:-1] & indent[1:]) + 1
-    size = len(codes)
+    flags = _char_flags()[codes]
+    cuts = _joins(flags[:-1], flags[1:]).astype(bool)  # type: ignore[union-attr]
+    indent = (flags & _INDENT).astype(bool)
+    starts = np.flatnonzero((flags[:-1] & _NEWLINE).astype(bool) & indent[1:]) + 1
     # each start opens a run of spaces and tabs; the first char after that run decides
     run_ends = np.flatnonzero(indent[:-1] & ~indent[1:]) + 1
     ends = np.searchsorted(run_ends, starts, side="right")
     keep = ends < len(run_ends)  # (a run reaching the end of the text is no cut)
-    keep[keep] = non_space[run_ends[ends[keep]]]
-    indented_starts = np.zeros(max(size - 1, 0), dtype=bool)
+    keep[keep] = (flags[run_ends[ends[keep]]] & _NON_SPACE).astype(bool)
+    indented_starts = np.zeros(max(len(codes) - 1, 0), dtype=bool)
     indented_starts[starts[keep] - 1] = True
     return cuts, indented_starts
 
 
 def is_additive_cut_at(text: str, pos: int) -> bool:
-    """Whether token counts add up across ``pos`` (see :func:`_additive_cuts`)."""
+    """Whether token counts add up across ``pos`` (see :func:`_cut_masks`)."""
     if not 0 < pos < len(text):
         return False
-    before, after = ord(text[pos - 1]), ord(text[pos])
-    if before in (10, 13):
-        return after >= 0x10000 or (after < 0x80 and not text[pos].isspace()) or bool(
-            _char_tables()[2][after]
-        )
-    is_letter = text[pos - 1].isalpha() if before < 128 else before < 65536 and bool(_char_tables()[0][before])
-    if not is_letter:
-        return False
-    if after < 0x80:
-        return not text[pos].isalpha()
-    return after < 0x10000 and bool(_char_tables()[1][after])
+    flags = _char_flags()
+    return bool(_joins(int(flags[ord(text[pos - 1])]), int(flags[ord(text[pos])])))
 
 
 class TokenMap:
@@ -237,11 +316,14 @@ class TokenMap:
     """
 
     __slots__ = ("text", "encoding", "n_tokens", "additive", "_chars", "_tok", "_safe",
-                 "_safe_tok", "_cuts", "_cuts_tok", "_edges")
+                 "_cuts", "_cuts_tok", "_edges")
 
-    def __init__(self, text: str, encoding: tiktoken.Encoding) -> None:
+    def __init__(
+        self, text: str, encoding: tiktoken.Encoding, pending: PendingEncoding | None = None
+    ) -> None:
+        """``pending``: the tokenization of ``text``, when the caller started it early."""
         self.encoding = encoding
-        ids, self.text = encode_document(encoding, text)
+        ids, self.text = (pending or PendingEncoding(encoding, text)).result()
         self.n_tokens = len(ids)
         byte_ends = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(_token_byte_lengths(encoding)[ids], out=byte_ends[1:])
@@ -250,7 +332,6 @@ class TokenMap:
         # Sorted cut positions and the token index at each, as int64 arrays: bisect reads
         # them faster than lists of ints, and they are built with one memory copy.
         self._safe: array[int] | None = None
-        self._safe_tok: array[int] = _NO_CUTS
         self._cuts: array[int] | None = None  # _safe plus the cuts only used for counting
         self._cuts_tok: array[int] = _NO_CUTS
         self._edges: dict[str, int] = {}  # short edge texts already encoded
@@ -266,7 +347,7 @@ class TokenMap:
         return int(self._tok[max(k, 0)])
 
     def is_additive_cut(self, pos: int) -> bool:
-        """Whether token counts add up across ``pos`` (see :func:`_additive_cuts`)."""
+        """Whether token counts add up across ``pos`` (see :func:`_cut_masks`)."""
         return self.additive and is_additive_cut_at(self.text, pos)
 
     def encode_len(self, a: int, b: int) -> int:
@@ -285,32 +366,34 @@ class TokenMap:
 
     def _safe_index(self) -> array[int]:
         if self._safe is None:
-            self._safe, self._safe_tok = self._on_token_boundaries(_cut_masks(self.text)[0])
-        return self._safe
-
-    def _on_token_boundaries(self, cuts: np.ndarray) -> tuple[array[int], array[int]]:
-        """The cuts (a mask over positions 1 .. len - 1) where the whole-document pass
-        has a token boundary (a cut inside a token is dropped), and its token index."""
-        size = len(self.text)
-        if not self.additive or size < 2:
-            return _NO_CUTS, _NO_CUTS
-        on_token = np.zeros(size + 1, dtype=bool)  # a token boundary at this char
-        on_token[self._chars] = True
-        kept = np.flatnonzero(cuts & on_token[1:-1]) + 1
-        return _int64_array(kept), _int64_array(self._tok[np.searchsorted(self._chars, kept)])
+            self._index_cuts()
+        return self._safe  # type: ignore[return-value]
 
     def _count_index(self) -> array[int]:
-        """The cuts :meth:`count` uses: the additive cuts plus indented line starts."""
         if self._cuts is None:
-            if not self.additive or len(self.text) < 2:
-                self._cuts, self._cuts_tok = _NO_CUTS, _NO_CUTS
-                return self._cuts
-            cuts, indented = _cut_masks(self.text, indented=True)
-            if indented is not None and indented.any():
-                self._cuts, self._cuts_tok = self._on_token_boundaries(cuts | indented)
-            else:
-                self._cuts, self._cuts_tok = self._safe_index(), self._safe_tok
-        return self._cuts
+            self._index_cuts()
+        return self._cuts  # type: ignore[return-value]
+
+    def _index_cuts(self) -> None:
+        """Sorted cut positions with the token index at each, kept only where the
+        whole-document pass has a token boundary (a cut inside a token is dropped):
+        ``_cuts`` (all that :meth:`count` adds up across) and ``_safe`` (the additive
+        cuts that chunkers prefer to end windows at), from one scan of the text."""
+        size = len(self.text)
+        if not self.additive or size < 2:
+            self._safe = self._cuts = _NO_CUTS
+            return
+        cuts, indented = _cut_masks(self.text)
+        on_token = np.zeros(size + 1, dtype=bool)
+        on_token[self._chars] = True
+        kept = np.flatnonzero((cuts | indented) & on_token[1:-1]) + 1
+        kept_tok = self._tok[np.searchsorted(self._chars, kept)]
+        self._cuts, self._cuts_tok = _int64_array(kept), _int64_array(kept_tok)
+        preferred = cuts[kept - 1]
+        if preferred.all():
+            self._safe = self._cuts
+        else:
+            self._safe = _int64_array(kept[preferred])
 
     def count(self, a: int, b: int) -> int:
         """Exact ``len(encode_ordinary(text[a:b]))`` from the one whole-text pass."""
