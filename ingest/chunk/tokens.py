@@ -260,10 +260,13 @@ def _background_pool() -> ThreadPoolExecutor | None:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragline-tokenize")
 
 
-def _cut_masks(text: str) -> tuple[np.ndarray, np.ndarray]:
-    r"""Masks over positions ``1 .. len(text) - 1``: the additive cuts, and the
-    indented line starts (line starts followed by spaces or tabs, then a surely
-    non-space char).
+def _cut_masks(text: str, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Which of ``positions`` (ascending, inside the text) are additive cuts, and
+    which are indented line starts (line starts followed by spaces or tabs, then a
+    surely non-space char).
+
+    Only token boundaries can be cuts that count, so only they are looked at: a
+    quarter of the chars, and their token indices come for free.
 
     Additive cuts are of two kinds: letter boundaries (``text[p-1]`` a letter,
     ``text[p]`` not) and line starts (``text[p-1]`` is CR or LF, ``text[p]`` is not
@@ -286,18 +289,19 @@ def _cut_masks(text: str) -> tuple[np.ndarray, np.ndarray]:
         codes: np.ndarray = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
     else:
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    flags = _char_flags()[codes]
-    cuts = _joins(flags[:-1], flags[1:]).astype(bool)  # type: ignore[union-attr]
-    indent = (flags & _INDENT).astype(bool)
-    starts = np.flatnonzero((flags[:-1] & _NEWLINE).astype(bool) & indent[1:]) + 1
-    # each start opens a run of spaces and tabs; the first char after that run decides
-    run_ends = np.flatnonzero(indent[:-1] & ~indent[1:]) + 1
-    ends = np.searchsorted(run_ends, starts, side="right")
-    keep = ends < len(run_ends)  # (a run reaching the end of the text is no cut)
-    keep[keep] = (flags[run_ends[ends[keep]]] & _NON_SPACE).astype(bool)
-    indented_starts = np.zeros(max(len(codes) - 1, 0), dtype=bool)
-    indented_starts[starts[keep] - 1] = True
-    return cuts, indented_starts
+    table = _char_flags()
+    before, after = table[codes[positions - 1]], table[codes[positions]]
+    cuts = _joins(before, after).astype(bool)  # type: ignore[union-attr]
+    indented = ((before & _NEWLINE) != 0) & ((after & _INDENT) != 0)
+    if indented.any():
+        # each such start opens a run of spaces and tabs; the first char after it decides
+        outside_runs = np.flatnonzero((codes != 32) & (codes != 9))
+        firsts = np.searchsorted(outside_runs, positions[indented])
+        inside = firsts < len(outside_runs)  # (a run reaching the end of the text is no cut)
+        non_space = np.zeros(len(firsts), dtype=bool)
+        non_space[inside] = (table[codes[outside_runs[firsts[inside]]]] & _NON_SPACE) != 0
+        indented[indented] = non_space
+    return cuts, indented
 
 
 def is_additive_cut_at(text: str, pos: int) -> bool:
@@ -383,17 +387,13 @@ class TokenMap:
         if not self.additive or size < 2:
             self._safe = self._cuts = _NO_CUTS
             return
-        cuts, indented = _cut_masks(self.text)
-        on_token = np.zeros(size + 1, dtype=bool)
-        on_token[self._chars] = True
-        kept = np.flatnonzero((cuts | indented) & on_token[1:-1]) + 1
-        kept_tok = self._tok[np.searchsorted(self._chars, kept)]
-        self._cuts, self._cuts_tok = _int64_array(kept), _int64_array(kept_tok)
-        preferred = cuts[kept - 1]
-        if preferred.all():
-            self._safe = self._cuts
-        else:
-            self._safe = _int64_array(kept[preferred])
+        positions, token_index = self._chars[1:-1], self._tok[1:-1]  # (0 and size are ends)
+        cuts, indented = _cut_masks(self.text, positions)
+        kept = cuts | indented
+        self._cuts = _int64_array(positions[kept])
+        self._cuts_tok = _int64_array(token_index[kept])
+        preferred = cuts[kept]
+        self._safe = self._cuts if preferred.all() else _int64_array(positions[kept][preferred])
 
     def count(self, a: int, b: int) -> int:
         """Exact ``len(encode_ordinary(text[a:b]))`` from the one whole-text pass."""
