@@ -91,15 +91,23 @@ def count_tokens(encoding: tiktoken.Encoding, text: str) -> int:
 
 
 @functools.cache
-def _token_byte_lengths(encoding: tiktoken.Encoding) -> np.ndarray:
-    """Byte length of every token id, so token offsets are one gather + cumsum."""
-    lengths = np.zeros(encoding.n_vocab, dtype=np.int64)
+def _token_char_tables(encoding: tiktoken.Encoding) -> tuple[np.ndarray, np.ndarray]:
+    """Per token id: how many UTF-8 chars start in its bytes, and whether its first byte
+    continues a char begun by the token before.
+
+    With these, the char offset of every token boundary is one gather and one cumsum
+    over the tokens, instead of a pass over the document's UTF-8 bytes.
+    """
+    starts = np.zeros(encoding.n_vocab, dtype=np.int64)
+    mid_char = np.zeros(encoding.n_vocab, dtype=bool)
     for token in range(encoding.n_vocab):
         try:
-            lengths[token] = len(encoding.decode_single_token_bytes(token))
+            data = encoding.decode_single_token_bytes(token)
         except KeyError:
             continue  # holes in the id space (between ordinary and special ids)
-    return lengths
+        starts[token] = sum(byte & 0xC0 != 0x80 for byte in data)
+        mid_char[token] = bool(data) and data[0] & 0xC0 == 0x80
+    return starts, mid_char
 
 
 # Per-code-point flags (one gather per document answers every question the cut
@@ -238,8 +246,8 @@ def _encode_head(encoding: tiktoken.Encoding, text: str) -> np.ndarray:
     fast = _fast_tokenizer(public_name(encoding))
     if fast is None:
         return _encode_tail(encoding, text)
-    ids = fast.encode(text)  # type: ignore[attr-defined]
-    return np.fromiter(ids, dtype=np.int64, count=len(ids))
+    # (array("I") converts the list of ids about twice as fast as numpy.fromiter)
+    return np.frombuffer(array("I", fast.encode(text)), dtype=np.uint32)  # type: ignore[attr-defined]
 
 
 def _encode_tail(
@@ -249,7 +257,7 @@ def _encode_tail(
     bpe-openai, raises UnicodeEncodeError on a lone surrogate)."""
     if started is not None:
         started.set()
-    return encoding.encode_to_numpy(text, disallowed_special=()).astype(np.int64)
+    return encoding.encode_to_numpy(text, disallowed_special=())
 
 
 @functools.cache
@@ -329,9 +337,7 @@ class TokenMap:
         self.encoding = encoding
         ids, self.text = (pending or PendingEncoding(encoding, text)).result()
         self.n_tokens = len(ids)
-        byte_ends = np.zeros(len(ids) + 1, dtype=np.int64)
-        np.cumsum(_token_byte_lengths(encoding)[ids], out=byte_ends[1:])
-        self._chars, self._tok = _char_positions(self.text, byte_ends)
+        self._chars, self._tok = _token_boundaries(self.text, ids, encoding)
         self.additive = public_name(encoding) in _LETTER_BOUNDARY_SAFE
         # Sorted cut positions and the token index at each, as int64 arrays: bisect reads
         # them faster than lists of ints, and they are built with one memory copy.
@@ -445,18 +451,19 @@ def _int64_array(values: np.ndarray) -> array[int]:
     return out
 
 
-def _char_positions(text: str, byte_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _token_boundaries(
+    text: str, ids: np.ndarray, encoding: tiktoken.Encoding
+) -> tuple[np.ndarray, np.ndarray]:
     """Token boundaries as (char positions, token indices), dropping those inside a char."""
-    token_index = np.arange(len(byte_ends), dtype=np.int64)
+    char_starts, mid_char = _token_char_tables(encoding)
+    chars = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum(char_starts[ids], out=chars[1:])
+    token_index = np.arange(len(ids) + 1, dtype=np.int64)
     if text.isascii():
-        return byte_ends, token_index
-    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    is_start = np.ones(len(raw) + 1, dtype=bool)
-    is_start[:-1] = (raw & 0xC0) != 0x80
-    char_at_byte = np.zeros(len(raw) + 1, dtype=np.int64)
-    np.cumsum(is_start[:-1], out=char_at_byte[1:])
-    on_char = is_start[byte_ends]
-    return char_at_byte[byte_ends[on_char]], token_index[on_char]
+        return chars, token_index
+    on_char = np.ones(len(ids) + 1, dtype=bool)
+    on_char[:-1] = ~mid_char[ids]
+    return chars[on_char], token_index[on_char]
 
 
 def take_tokens(tokens: TokenMap, start: int, limit: int, budget: int) -> tuple[int, int]:
