@@ -26,7 +26,7 @@ from ingest.chunk.recursive import (
     Splitter,
     chunk_recursively,
 )
-from ingest.chunk.tokens import DEFAULT_ENCODING, PendingEncoding, TokenMap, get_encoding
+from ingest.chunk.tokens import DEFAULT_ENCODING, TokenMap, get_encoding
 from schemas.documents import Chunk, ExtractedDocument
 
 Node = tree_sitter.Node
@@ -137,16 +137,12 @@ class CodeChunker:
         return {**describe(self.name, self.settings), "languages": sorted(GRAMMARS)}
 
     def chunk(self, document: ExtractedDocument) -> list[Chunk]:
+        tokens = TokenMap(document.text, self._encoding)
         language = grammar_name(document.language)
         if language is None:
-            tokens = TokenMap(document.text, self._encoding)
             return chunk_recursively(document, tokens, self.settings.max_tokens, PROSE_LEVELS)
-        # Most of the tokenization runs on a worker thread while this one parses: the
-        # parser holds the GIL, tiktoken releases it (see PendingEncoding).
-        pending = PendingEncoding(self._encoding, document.text, background_share=0.85)
         source = document.text.encode("utf-8", "surrogatepass")
         tree = tree_sitter.Parser(_language(language)).parse(source)
-        tokens = TokenMap(document.text, self._encoding, pending)
         walker = _Walker(tokens, self.settings.max_tokens, GRAMMARS[language], source)
         root = tree.root_node
         spans = walker.level(root.children, 0, len(document.text), None, None, None)

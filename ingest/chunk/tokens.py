@@ -34,13 +34,9 @@ every chunk to check the result.
 from __future__ import annotations
 
 import functools
-import os
-import re
-import threading
 import unicodedata
 from array import array
 from bisect import bisect_left, bisect_right
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import tiktoken
@@ -170,102 +166,19 @@ def _fast_tokenizer(name: str) -> object | None:
 def encode_document(encoding: tiktoken.Encoding, text: str) -> tuple[np.ndarray, str]:
     """All token ids of ``text`` in one native pass (the ids of ``encode_ordinary``).
 
-    Lone surrogates are replaced the way ``encode_ordinary`` does it (one char for one,
-    so offsets are unchanged); the text actually tokenized is returned with the ids.
+    bpe-openai is used when installed (same ids, about twice tiktoken's speed). Lone
+    surrogates are replaced the way ``encode_ordinary`` does it (one char for one, so
+    offsets are unchanged); the text actually tokenized is returned with the ids.
     """
-    return PendingEncoding(encoding, text).result()
-
-
-class PendingEncoding:
-    """A whole-document tokenization, split across two tokenizers running at once.
-
-    bpe-openai (the fastest exact tokenizer here) holds the GIL while it runs;
-    tiktoken's native encoder releases it. So, where a second core is free, the tail of
-    a long text goes to tiktoken on a worker thread while the caller encodes the head
-    with bpe-openai (or parses the document, as the code chunker does), and the two id
-    arrays are joined. That is exact because the text is cut at a line start followed
-    by a printable ASCII char (or, on a text without one, at an ASCII letter followed
-    by an ASCII non-letter): an additive cut (see :func:`_cut_masks`), so the
-    tokens of the text are the tokens of the head followed by those of the tail.
-    ``tests/ingest/test_chunkers.py`` holds the joined ids equal to tiktoken's.
-
-    ``background_share`` is the part of the text handed to the worker: about a third
-    balances the two encoders (tiktoken runs at about half bpe-openai's speed); a
-    caller that has other GIL-holding work to do meanwhile hands over more.
-    """
-
-    __slots__ = ("_encoding", "_text", "_cut", "_tail")
-
-    def __init__(
-        self, encoding: tiktoken.Encoding, text: str, background_share: float = 0.35
-    ) -> None:
-        self._encoding, self._text = encoding, text
-        self._cut = len(text)
-        self._tail: Future[np.ndarray] | None = None
-        if len(text) >= _BACKGROUND_MIN_CHARS and _fast_tokenizer(public_name(encoding)):
-            pool = _background_pool()
-            cut = _head_tail_cut(text, int(len(text) * (1 - background_share)))
-            if pool is not None and cut is not None:
-                self._cut = cut
-                started = threading.Event()
-                self._tail = pool.submit(_encode_tail, encoding, text[cut:], started)
-                # The worker needs the GIL to get into tiktoken, and bpe-openai would hold
-                # it for the caller's whole head: wait (GIL released) until it is in.
-                started.wait()
-
-    def result(self) -> tuple[np.ndarray, str]:
-        """The ids (the caller's thread encodes the head now) and the text they are of."""
-        text, tail = self._text, self._tail
-        try:
-            head = _encode_head(self._encoding, text[: self._cut] if tail else text)
-            if tail is None:
-                return head, text
-            return np.concatenate((head, tail.result())), text
-        except UnicodeEncodeError:
-            if tail is not None and not tail.cancel():
-                tail.exception()  # let the worker finish before the text is encoded again
-            fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-            return encode_document(self._encoding, fixed)
-
-
-_BACKGROUND_MIN_CHARS = 8192  # shorter texts are encoded faster than a thread hand-off
-_LINE_START = re.compile(r"[\r\n](?=[!-~])")
-_LETTER_END = re.compile(r"[A-Za-z](?=[^A-Za-z\x80-\U0010ffff])")
-
-
-def _head_tail_cut(text: str, near: int) -> int | None:
-    """An additive cut at or after ``near`` (and not at the text's end), if any."""
-    found = _LINE_START.search(text, near) or _LETTER_END.search(text, near)
-    if found is None or found.end() >= len(text):
-        return None
-    return found.end()
-
-
-def _encode_head(encoding: tiktoken.Encoding, text: str) -> np.ndarray:
-    """The ids of ``encode_ordinary(text)``, by the fastest exact encoder installed."""
     fast = _fast_tokenizer(public_name(encoding))
-    if fast is None:
-        return _encode_tail(encoding, text)
-    # (array("I") converts the list of ids about twice as fast as numpy.fromiter)
-    return np.frombuffer(array("I", fast.encode(text)), dtype=np.uint32)  # type: ignore[attr-defined]
-
-
-def _encode_tail(
-    encoding: tiktoken.Encoding, text: str, started: threading.Event | None = None
-) -> np.ndarray:
-    """The same ids by tiktoken, which releases the GIL while it encodes (and, like
-    bpe-openai, raises UnicodeEncodeError on a lone surrogate)."""
-    if started is not None:
-        started.set()
-    return encoding.encode_to_numpy(text, disallowed_special=())
-
-
-@functools.cache
-def _background_pool() -> ThreadPoolExecutor | None:
-    """One worker thread for tail encodes, or None when this process has one core."""
-    if len(os.sched_getaffinity(0)) < 2:
-        return None
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragline-tokenize")
+    try:
+        if fast is None:
+            return encoding.encode_to_numpy(text, disallowed_special=()), text
+        # (array("I") converts the list of ids about twice as fast as numpy.fromiter)
+        return np.frombuffer(array("I", fast.encode(text)), dtype=np.uint32), text  # type: ignore[attr-defined]
+    except UnicodeEncodeError:
+        fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return encode_document(encoding, fixed)
 
 
 def _cut_masks(text: str, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -330,12 +243,9 @@ class TokenMap:
     __slots__ = ("text", "encoding", "n_tokens", "additive", "_chars", "_tok", "_safe",
                  "_cuts", "_cuts_tok", "_edges")
 
-    def __init__(
-        self, text: str, encoding: tiktoken.Encoding, pending: PendingEncoding | None = None
-    ) -> None:
-        """``pending``: the tokenization of ``text``, when the caller started it early."""
+    def __init__(self, text: str, encoding: tiktoken.Encoding) -> None:
         self.encoding = encoding
-        ids, self.text = (pending or PendingEncoding(encoding, text)).result()
+        ids, self.text = encode_document(encoding, text)
         self.n_tokens = len(ids)
         self._chars, self._tok = _token_boundaries(self.text, ids, encoding)
         self.additive = public_name(encoding) in _LETTER_BOUNDARY_SAFE

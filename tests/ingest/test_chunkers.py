@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ingest.chunk as chunk_pkg
-import ingest.chunk.tokens as tokens_module
 from ingest.chunk import CodeChunker, FixedTokenChunker, RecursiveChunker, load_chunker
-from ingest.chunk.tokens import (
-    PendingEncoding,
-    TokenMap,
-    _fast_tokenizer,
-    _head_tail_cut,
-    get_encoding,
-)
+from ingest.chunk.tokens import TokenMap, _fast_tokenizer, get_encoding
 from schemas.documents import Chunk, ExtractedDocument, Section
 from schemas.errors import ConfigurationError
 from schemas.protocols import Chunker
@@ -100,37 +92,6 @@ def test_bpe_openai_ids_equal_tiktoken(text: str) -> None:
     fast = _fast_tokenizer("cl100k_base")
     assert fast is not None, "bpe-openai is a dependency of ragline and must be installed"
     assert list(fast.encode(text)) == ENC.encode_ordinary(text)  # type: ignore[attr-defined]
-
-
-@settings(max_examples=300, deadline=None)
-@given(text=TEXTS, near=st.integers(0, 400))
-def test_head_tail_cut_is_additive(text: str, near: int) -> None:
-    """Encoding a text as head + tail (on two threads) is exact only because of this."""
-    cut = _head_tail_cut(text, min(near, len(text)))
-    if cut is None:
-        return
-    assert 0 < cut < len(text)
-    whole = ENC.encode_ordinary(text)
-    assert ENC.encode_ordinary(text[:cut]) + ENC.encode_ordinary(text[cut:]) == whole
-
-
-@pytest.mark.parametrize("share", [0.0, 0.35, 0.85, 1.0])
-def test_pending_encoding_equals_tiktoken_on_long_texts(
-    share: float, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Long documents are split between bpe-openai and a tiktoken worker thread."""
-    worker = ThreadPoolExecutor(max_workers=1)  # (even where the machine has one core)
-    monkeypatch.setattr(tokens_module, "_background_pool", lambda: worker)
-    prose = SCIFACT.read_text(encoding="utf-8")[:60_000]
-    code = "".join((CODE / str(e["file"])).read_text(encoding="utf-8") for e in _code_files())
-    no_newline = "Ünïcode wörds, " * 2_000  # only letter boundaries to cut at
-    with_surrogate = prose[:20_000] + "\ud800" + prose[20_000:40_000]
-    for text in (prose, code[:80_000], no_newline, with_surrogate):
-        if 0 < share < 1:
-            assert _head_tail_cut(text, int(len(text) * (1 - share))) is not None
-        ids, tokenized = PendingEncoding(ENC, text, background_share=share).result()
-        assert ids.tolist() == ENC.encode_ordinary(tokenized)
-        assert len(tokenized) == len(text)
 
 
 def _code_files() -> list[dict[str, object]]:
