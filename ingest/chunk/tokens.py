@@ -20,9 +20,9 @@ end is ``x``::
     tokens(text[a:b]) = tokens(text[a:y]) + full_tokens[T(y):T(x)] + tokens(text[x:b])
 
 where ``T(p)`` is the index of the token boundary at ``p`` in the whole-document pass.
-Line starts followed by a non-space char are additive cuts for the same reason (see
-:func:`_cut_masks`), and so, for counting only, are line starts followed by spaces
-or tabs and then a non-space char (see :func:`_cut_masks`).
+Line starts followed by a non-space char are additive cuts for the same reason, and
+so, for counting only, are line starts followed by spaces or tabs and then a non-space
+char (both explained at :func:`_cut_masks`).
 The letter test is deliberately conservative: only code points whose category Python's
 Unicode database knows are used, and everything outside the BMP counts as neither a
 letter nor a non-letter, so a Unicode-version difference between Python and tiktoken's
@@ -295,10 +295,10 @@ class TokenMap:
         return self._cuts  # type: ignore[return-value]
 
     def _index_cuts(self) -> None:
-        """Sorted cut positions with the token index at each, kept only where the
-        whole-document pass has a token boundary (a cut inside a token is dropped):
-        ``_cuts`` (all that :meth:`count` adds up across) and ``_safe`` (the additive
-        cuts that chunkers prefer to end windows at), from one scan of the text."""
+        """Sorted cut positions with the token index at each, looked for only at the
+        whole-document pass's token boundaries: ``_cuts`` (all that :meth:`count` adds
+        up across) and ``_safe`` (the additive cuts that chunkers prefer to end windows
+        at), from one scan."""
         size = len(self.text)
         if not self.additive or size < 2:
             self._safe = self._cuts = _NO_CUTS
