@@ -248,6 +248,27 @@ def tiktoken_floor(docs: list[tuple[str, str | None]], passes: int) -> float:
     return best
 
 
+def code_floor(docs: list[tuple[str, str | None]], passes: int) -> float:
+    """Best-of seconds for what any tree-sitter, token-exact code chunker must do at the
+    least: one parse of each file and one exact tokenization (bpe-openai, the fastest
+    tokenizer whose ids equal tiktoken's), with no chunking at all."""
+    import tree_sitter
+
+    from ingest.chunk.code import _language, grammar_name
+    from ingest.chunk.tokens import encode_document
+
+    best = float("inf")
+    for _ in range(passes):
+        start = time.perf_counter()
+        for text, language in docs:
+            grammar = grammar_name(language)
+            if grammar is not None:
+                tree_sitter.Parser(_language(grammar)).parse(text.encode("utf-8", "surrogatepass"))
+            encode_document(ENC, text)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def report(name: str, docs: list[tuple[str, str | None]], results: list[Result],
            floor: float) -> dict[str, float]:
     size = sum(len(t.encode()) for t, _ in docs) / 1e6
@@ -293,12 +314,23 @@ def main() -> None:
         results = measure(runners, docs, args.passes)
         report(name, docs, results, floor)
         if name == "code":
+            print(_floor_line(docs, results, code_floor(docs, args.passes)))
             print("tree-sitter grammars for chonkie/llama_index (tree-sitter-language-pack "
                   f"cache, offline): {'; '.join(GRAMMAR_NOTES) or 'none'}")
         verdicts += targets(name, results, floor)
     print("\n== verdict ==")
     for line in verdicts:
         print(line)
+
+
+def _floor_line(docs: list[tuple[str, str | None]], results: list[Result], seconds: float) -> str:
+    size = sum(len(t.encode()) for t, _ in docs) / 1e6
+    chonkie = next((r.seconds for r in results
+                    if r.runner.label == "chonkie CodeChunker (tiktoken)" and r.seconds), None)
+    ceiling = f"; no chunker doing both can pass {chonkie / seconds:.2f}x chonkie CodeChunker " \
+        "(tiktoken) in this run" if chonkie else ""
+    return (f"floor: one tree-sitter parse + one exact tokenization per file, no chunking: "
+            f"{size / seconds:.2f} MB/s{ceiling}")
 
 
 def targets(name: str, results: list[Result], floor: float) -> list[str]:
