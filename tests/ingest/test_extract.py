@@ -180,10 +180,10 @@ def test_salvaged_pages_keep_their_content_streams_byte_for_byte(corpora: Path) 
     identical; only their fonts are missing (all 11 get the stand-in) and none lost its MediaBox."""
     import pikepdf
 
-    from ingest.extract.pdf import _salvage
+    from ingest.extract.pdf_repair import salvage as rebuild
 
     cut = (corpora / "malformed" / "pdf" / "truncated-pdfjs-tracemonkey-paper-50pct.pdf").read_bytes()
-    salvage = _salvage(cut, 2000, "cut.pdf")
+    salvage = rebuild(cut, 2000, "cut.pdf")
     assert salvage is not None
     assert (salvage.pages, salvage.lost_fonts, salvage.boxless) == (11, tuple(range(1, 12)), ())
     with pikepdf.open(io.BytesIO(salvage.data)) as rebuilt, \
@@ -251,9 +251,9 @@ def test_healthy_and_encrypted_pdfs_never_reach_the_repair_pass(corpora: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process (not sandboxed) so that the patched repair is the one that would run."""
     def no_repair(*args: object) -> None:
-        raise AssertionError(f"repair pass run for {args[1]}")
+        raise AssertionError(f"repair pass run for {args[0]!r:.20}")
 
-    monkeypatch.setattr("ingest.extract.pdf._repair", no_repair)
+    monkeypatch.setattr("ingest.extract.pdf_repair.repair", no_repair)
     files = corpora / "pdf" / "files"
     for name in ["pdfplumber-nics-background-checks-2015-11.pdf", "ocrmypdf-cardinal-rotated-scans.pdf"]:
         doc = PdfExtractor().extract((files / name).read_bytes(), name)
