@@ -23,9 +23,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	deploy/dev/run-tests.sh $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory lint
 
 lint: $(STAMP)
 	$(BIN)/ruff check schemas ingest retrieval lineage services tests bench
+	$(BIN)/mypy  # strict, over the packages pyproject.toml lists
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'

@@ -291,29 +291,28 @@ def floors(name: str) -> list[Runner]:
 
 
 def report(name: str, docs: list[tuple[str, str | None]], results: list[Result],
-           floor: float) -> dict[str, float]:
+           tiktoken: float) -> None:
     size = sum(len(t.encode()) for t, _ in docs) / 1e6
     fastest: dict[str, float] = {}
     for r in results:
         if r.seconds and r.runner.exact and not r.runner.ours and not r.runner.floor and r.over == 0:
             fastest[r.runner.kind] = min(fastest.get(r.runner.kind, 1e9), r.seconds)
     print(f"\n== {name}: {len(docs)} documents, {size:.2f} MB; tiktoken encode_ordinary "
-          f"{size / floor:.2f} MB/s ==")
+          f"{size / tiktoken:.2f} MB/s ==")
     print(f"{'kind':<10}{'chunker':<44}{'MB/s':>7}{'x tiktoken':>11}{'x best peer':>12}"
           f"{'chunks':>8}{'max tok':>8}{'> 512':>7}")
     for r in results:
         label = r.runner.label + ("" if r.runner.exact or r.runner.floor else " [inexact]")
         if r.runner.floor and r.seconds:
-            print(f"{'floor':<10}{label:<44}{size / r.seconds:>7.2f}{floor / r.seconds:>11.2f}")
+            print(f"{'floor':<10}{label:<44}{size / r.seconds:>7.2f}{tiktoken / r.seconds:>11.2f}")
             continue
         if r.seconds is None:
             print(f"{r.runner.kind:<10}{label:<44}  {r.error}")
             continue
         peer = fastest.get(r.runner.kind)
         vs_peer = f"{peer / r.seconds:.2f}" if peer else "-"
-        print(f"{r.runner.kind:<10}{label:<44}{size / r.seconds:>7.2f}{floor / r.seconds:>11.2f}"
+        print(f"{r.runner.kind:<10}{label:<44}{size / r.seconds:>7.2f}{tiktoken / r.seconds:>11.2f}"
               f"{vs_peer:>12}{r.chunks:>8}{r.max_tokens:>8}{r.over:>7}")
-    return {r.runner.kind: r.seconds for r in results if r.runner.ours and r.seconds}
 
 
 def main() -> None:
@@ -336,24 +335,27 @@ def main() -> None:
         runners = floors(name) + [r for r in ours_runners + peers()
                                   if name == "code" or r.kind != "code"]
         results = measure(runners, docs, args.passes)
-        floor = next(r.seconds for r in results if r.runner.label == TIKTOKEN_FLOOR and r.seconds)
-        report(name, docs, results, floor)
+        tiktoken = _seconds(results, TIKTOKEN_FLOOR)
+        assert tiktoken is not None, "tiktoken is a dependency; its pass cannot fail to run"
+        report(name, docs, results, tiktoken)
         if name == "code":
             print(_floor_line(results))
             print("tree-sitter grammars for chonkie/llama_index (tree-sitter-language-pack "
                   f"cache, offline): {'; '.join(GRAMMAR_NOTES) or 'none'}")
-        verdicts += targets(name, results, floor)
+        verdicts += targets(name, results, tiktoken)
     print("\n== verdict ==")
     for line in verdicts:
         print(line)
 
 
-def _floor_line(results: list[Result]) -> str:
-    def secs(label: str) -> float | None:
-        return next((r.seconds for r in results if r.runner.label == label), None)
+def _seconds(results: list[Result], label: str) -> float | None:
+    return next((r.seconds for r in results if r.runner.label == label), None)
 
-    floor, chonkie, mine = (secs(CODE_FLOOR), secs("chonkie CodeChunker (tiktoken)"),
-                            secs("ragline code"))
+
+def _floor_line(results: list[Result]) -> str:
+    floor, chonkie, mine = (_seconds(results, CODE_FLOOR),
+                            _seconds(results, "chonkie CodeChunker (tiktoken)"),
+                            _seconds(results, "ragline code"))
     if not (floor and chonkie and mine):
         return "code floor: not measured (see table)"
     return (f"code floor ({CODE_FLOOR}, no chunking) is {chonkie / floor:.2f}x chonkie "
@@ -361,22 +363,19 @@ def _floor_line(results: list[Result]) -> str:
             f"each file once can reach; ragline code spends {floor / mine:.0%} of its time on it")
 
 
-def targets(name: str, results: list[Result], floor: float) -> list[str]:
-    def secs(label: str) -> float | None:
-        return next((r.seconds for r in results if r.runner.label == label), None)
-
+def targets(name: str, results: list[Result], tiktoken: float) -> list[str]:
     lines = []
     wanted = {"prose": [("fixed", 1.1, None), ("recursive", 1.1, None)],
               "code": [("code", 5.0, "chonkie CodeChunker (tiktoken)")]}[name]
     for kind, factor, against in wanted:
-        mine = secs(f"ragline {kind}")
+        mine = _seconds(results, f"ragline {kind}")
         exact = [r for r in results if r.runner.kind == kind and r.runner.exact
                  and not r.runner.ours and r.seconds and r.over == 0]
-        base = secs(against) if against else min((r.seconds for r in exact), default=None)
+        base = _seconds(results, against) if against else min((r.seconds for r in exact), default=None)
         over = next(r.over for r in results if r.runner.label == f"ragline {kind}")
         if mine is None or base is None:
             lines.append(f"{name}/{kind}: target {factor}x {against or 'fastest exact peer'}: "
-                         f"no baseline ran (see table); ragline at {floor / mine:.2f}x tiktoken"
+                         f"no baseline ran (see table); ragline at {tiktoken / mine:.2f}x tiktoken"
                          if mine else f"{name}/{kind}: ragline did not run")
             continue
         ratio = base / mine

@@ -64,10 +64,10 @@ class OutboxRelay:
             self._finish(batch_id, report)
             report.taken_over += 1
         while force or self._due():
-            batch_id = self._claim()
-            if batch_id is None:
+            claimed = self._claim()
+            if claimed is None:
                 break
-            self._finish(batch_id, report)
+            self._finish(claimed, report)
         return report
 
     def pending(self) -> tuple[int, datetime | None]:

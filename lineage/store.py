@@ -117,7 +117,7 @@ class SqlLineageStore:
             cursor = raw.cursor()
             if sql.postgres:
                 text, params = sql.combined(statements, queued)
-                with raw.driver_connection.pipeline():
+                with raw.driver_connection.pipeline():  # type: ignore[union-attr]  # (a checked-out connection has one)
                     cursor.execute(text, params)
                     raw.commit()  # in the pipeline: the statement and COMMIT in one round trip
             else:
@@ -130,7 +130,7 @@ class SqlLineageStore:
                 raw.commit()
         except sql.dbapi_error as exc:
             _rollback_quietly(raw)
-            if self._engine.dialect.is_disconnect(exc, raw.dbapi_connection, cursor):
+            if self._engine.dialect.is_disconnect(exc, raw.dbapi_connection, cursor):  # type: ignore[arg-type]
                 raw.invalidate(exc)
             if isinstance(exc, sql.integrity_error) and (
                     _is_answer_key_violation(exc) or sql.postgres and _answer_exists(raw, answer.answer_id)):
@@ -174,7 +174,8 @@ class SqlLineageStore:
 def insert_ignoring_duplicates(conn: Connection, table: Table) -> Insert:
     """``INSERT … ON CONFLICT DO NOTHING`` in the connection's dialect (a repeated event is one row)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing()
+    statement: Insert = dialect.insert(table).on_conflict_do_nothing()
+    return statement
 
 
 def _is_answer_key_violation(exc: BaseException) -> bool:

@@ -160,7 +160,8 @@ def _fast_tokenizer(name: str) -> object | None:
         return None
     if name not in _bindings.supported_encodings():
         return None
-    return _bindings.tokenizer_for_encoding(name)
+    tokenizer: object = _bindings.tokenizer_for_encoding(name)
+    return tokenizer
 
 
 def encode_document(encoding: tiktoken.Encoding, text: str) -> tuple[np.ndarray, str]:

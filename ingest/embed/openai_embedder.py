@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import openai
 
@@ -48,7 +49,7 @@ class OpenAIEmbedder:
         return [len(ids) for ids in get_encoding(self._encoding_name).encode_ordinary_batch(list(texts))]
 
     def embed_batch(self, texts: Sequence[str]) -> list[list[float]]:
-        kwargs = {"dimensions": self._request_dimensions} if self._request_dimensions else {}
+        kwargs: dict[str, Any] = {"dimensions": self._request_dimensions} if self._request_dimensions else {}
         try:
             response = self._client.embeddings.create(model=self.model, input=list(texts), **kwargs)
         except openai.RateLimitError as exc:

@@ -52,7 +52,7 @@ def _partitioner() -> Any:
         from unstructured.partition.auto import partition
     except ImportError as exc:
         raise ConfigurationError("office formats need the extra: pip install 'ragline[office]'") from exc
-    tokenize._get_nlp = _offline_nlp
+    tokenize._get_nlp = _offline_nlp  # type: ignore[assignment]  # (its spaCy loader downloads a model)
     return partition
 
 

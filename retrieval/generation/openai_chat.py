@@ -57,7 +57,7 @@ class OpenAIChatGenerator:
                          prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
     def _call(self, *, stream: bool, messages: list[dict[str, str]]) -> Any:
-        extra = {"stream_options": {"include_usage": True}} if stream else {}
+        extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if stream else {}
         try:
             return self._client.chat.completions.create(
                 model=self.model, messages=messages, temperature=self._temperature,  # type: ignore[arg-type]
