@@ -39,6 +39,7 @@ _METADATA_KEYS = {"Title": "title", "Author": "author", "Subject": "subject",
 #: The wording of the "no text on page(s)" warning for a file read as it is.
 _NO_TEXT_LAYER = "scanned? OCR is not run"
 
+
 class PdfExtractor:
     media_types = frozenset({detect.PDF})
 

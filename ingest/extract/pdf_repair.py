@@ -13,7 +13,7 @@ import io
 import re
 import warnings
 from decimal import Decimal
-from typing import Any
+from typing import cast
 
 import pikepdf
 
@@ -37,8 +37,6 @@ _STAND_IN_FONT = "/Times-Roman"
 _US_LETTER = (0, 0, 612, 792)
 
 
-
-
 def repair(data: bytes, password: str | None, problem: str) -> tuple[bytes, str]:
     """qpdf's in-memory repair of a damaged file, and the first thing qpdf found wrong (else ``problem``).
 
@@ -60,7 +58,7 @@ def repair(data: bytes, password: str | None, problem: str) -> tuple[bytes, str]
     return repaired, specific[0] if specific else problem
 
 
-def _save(pdf: Any) -> bytes:
+def _save(pdf: pikepdf.Pdf) -> bytes:
     """qpdf's rewrite, streams copied as they are (no decoding, no recompression).
 
     pdfminer decodes them anyway, and a cut-off stream stays readable up to the cut.
@@ -188,14 +186,15 @@ def _placeholder_tree(free: list[int]) -> bytes:
     even when the file's own table and trailer survive but lead to no page tree.
     """
     tree, catalog, placeholder, font = free
-    return (f"{placeholder} 0 obj\n<< /Type /Page /Parent {tree} 0 R /MediaBox [0 0 612 792] /Resources << >> >>\n"
+    letter = " ".join(map(str, _US_LETTER))
+    return (f"{placeholder} 0 obj\n<< /Type /Page /Parent {tree} 0 R /MediaBox [{letter}] /Resources << >> >>\n"
             f"endobj\n{tree} 0 obj\n<< /Type /Pages /Kids [{placeholder} 0 R] /Count 1 >>\nendobj\n"
             f"{catalog} 0 obj\n<< /Type /Catalog /Pages {tree} 0 R >>\nendobj\n"
             f"{font} 0 obj\n<< /Type /Font /Subtype /Type1 /BaseFont {_STAND_IN_FONT} >>\nendobj\n"
             f"trailer\n<< /Size {max(free) + 1} /Root {catalog} 0 R >>\nstartxref\n0\n%%EOF\n").encode()
 
 
-def _adopt_pages(pdf: Any, refs: list[tuple[int, int]]) -> list[Any]:
+def _adopt_pages(pdf: pikepdf.Pdf, refs: list[tuple[int, int]]) -> list[pikepdf.Dictionary]:
     """Make the nominees qpdf parsed as page dictionaries the pages, in file order, replacing the placeholder."""
     pages = [page for page in (pdf.get_object(*ref) for ref in refs)
              if isinstance(page, pikepdf.Dictionary) and page.get("/Type") == pikepdf.Name.Page]
@@ -206,7 +205,7 @@ def _adopt_pages(pdf: Any, refs: list[tuple[int, int]]) -> list[Any]:
     return pages
 
 
-def _fill_media_boxes(pages: list[Any]) -> tuple[tuple[int, ...], str]:
+def _fill_media_boxes(pages: list[pikepdf.Dictionary]) -> tuple[tuple[int, ...], str]:
     """Give pages whose MediaBox was inherited from the lost tree the first surviving page's size (else Letter).
 
     Pages of a document mostly share a size. Returns the page numbers filled in and
@@ -221,7 +220,7 @@ def _fill_media_boxes(pages: list[Any]) -> tuple[tuple[int, ...], str]:
     return boxless, f"the size of page {found[0]}" if found else "US Letter"
 
 
-def _media_box(page: Any) -> Any:
+def _media_box(page: pikepdf.Dictionary) -> pikepdf.Array | None:
     """The page's own MediaBox if it is four numbers, else None."""
     box = page.get("/MediaBox")
     if isinstance(box, pikepdf.Array) and len(box) == 4 and all(isinstance(v, int | Decimal) for v in box):
@@ -229,7 +228,7 @@ def _media_box(page: Any) -> Any:
     return None
 
 
-def _stand_in_fonts(pages: list[Any], font: Any) -> tuple[int, ...]:
+def _stand_in_fonts(pages: list[pikepdf.Dictionary], font: pikepdf.Object) -> tuple[int, ...]:
     """Point every font a page's content selects but its resources lack at the stand-in ``font``.
 
     Fonts of form XObjects are left alone (their text, mostly figure labels, is read as
@@ -238,7 +237,7 @@ def _stand_in_fonts(pages: list[Any], font: Any) -> tuple[int, ...]:
     return tuple(n for n, page in enumerate(pages, start=1) if _replace_lost_fonts(page, font))
 
 
-def _replace_lost_fonts(page: Any, font: Any) -> bool:
+def _replace_lost_fonts(page: pikepdf.Dictionary, font: pikepdf.Object) -> bool:
     try:
         selected = {str(tf.operands[0]) for tf in pikepdf.parse_content_stream(page, "Tf")
                     if isinstance(tf, pikepdf.ContentStreamInstruction) and tf.operands
@@ -254,13 +253,13 @@ def _replace_lost_fonts(page: Any, font: Any) -> bool:
     return bool(lost)
 
 
-def _dictionary(owner: Any, key: str) -> Any:
+def _dictionary(owner: pikepdf.Dictionary, key: str) -> pikepdf.Dictionary:
     """``owner[key]``, made an empty dictionary if it is missing (lost) or not a dictionary."""
     value = owner.get(key)
-    if not isinstance(value, pikepdf.Dictionary):
-        owner[key] = pikepdf.Dictionary()
-        value = owner[key]
-    return value
+    if isinstance(value, pikepdf.Dictionary):
+        return value
+    owner[key] = pikepdf.Dictionary()
+    return cast(pikepdf.Dictionary, owner[key])  # (the stored copy, which writes go to)
 
 
 def _qpdf_message(message: str, stream: io.BytesIO) -> str:
