@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from ingest.fetch import FetchPolicy, FetchRefused, fetch
 from schemas.documents import SourceDocument
 from schemas.errors import ConfigurationError
 
@@ -31,6 +32,7 @@ class SourceOptions:
     access_tags: tuple[str, ...] = ()
     passwords: dict[str, str] | None = None
     max_bytes: int = 50 * 1024 * 1024
+    fetch: FetchPolicy = FetchPolicy(private_origin=True)  # the operator's CLI may name intranet hosts
 
 
 def load_passwords(path: Path | None) -> dict[str, str]:
@@ -85,13 +87,9 @@ def read_path(path: Path, options: SourceOptions) -> SourceDocument | SourceFail
 
 def _fetch(url: str, options: SourceOptions) -> SourceDocument | SourceFailure:
     try:
-        with httpx.stream("GET", url, follow_redirects=True, timeout=30.0) as response:
-            response.raise_for_status()
-            data = bytearray()
-            for block in response.iter_bytes():
-                data += block
-                if len(data) > options.max_bytes:
-                    return SourceFailure(url, f"response exceeds the limit of {options.max_bytes:,} bytes")
+        fetched = fetch(url, options.fetch)
+    except FetchRefused as exc:
+        return SourceFailure(url, f"refused: {exc}")
     except httpx.HTTPError as exc:
         return SourceFailure(url, f"fetch failed: {exc}")
-    return SourceDocument(url, bytes(data), options.tenant, access_tags=options.access_tags)
+    return SourceDocument(url, fetched.data, options.tenant, access_tags=options.access_tags)

@@ -18,7 +18,7 @@ from services import output
 from services.lineage_cli import documents_app, lineage_app, relay_app
 from services.operations import promote_if_complete, reingest_from_source
 from services.settings import Settings
-from services.wiring import Components
+from services.wiring import Components, build_fetch_policy
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="ragline: RAG ingestion with answer lineage.")
@@ -50,7 +50,7 @@ def ingest(
     options = SourceOptions(
         tenant=tenant or settings.default_tenant, access_tags=tuple(tag or ()),
         passwords=load_passwords(passwords or settings.extraction.passwords_file),
-        max_bytes=settings.extraction.max_bytes,
+        max_bytes=settings.extraction.max_bytes, fetch=build_fetch_policy(settings, operator=True),
     )
     pipeline = comps.pipeline()
     with output.progress("ingesting", enabled=not as_json) as bar:

@@ -7,12 +7,14 @@ in ``services`` and passed down; nothing reads the environment anywhere else.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -54,6 +56,27 @@ class ExtractionSettings(_Group):
     timeout_s: float = 60.0
     memory_mb: int = 1024
     passwords_file: Path | None = Field(None, description="JSON object: file name or path -> PDF password")
+
+
+class FetchSettings(_Group):
+    """What ``uri`` ingestion may fetch (API, CLI, worker): public addresses only, unless allowed."""
+
+    allow: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="hosts or CIDRs fetched even when their address is private, e.g. an intranet wiki; "
+                        "a JSON list or comma-separated")
+    timeout_s: float = Field(30.0, gt=0, description="one overall deadline per fetch, redirects included")
+    max_bytes: int = Field(50 * 1024 * 1024, ge=1, description="largest response body accepted")
+    max_redirects: int = Field(5, ge=0, le=20)
+
+    @field_validator("allow", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return tuple(json.loads(text))
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+        return value
 
 
 class IndexSettings(_Group):
@@ -131,6 +154,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = EmbeddingSettings()
     chunking: ChunkingSettings = ChunkingSettings()
     extraction: ExtractionSettings = ExtractionSettings()
+    fetch: FetchSettings = FetchSettings()
     index: IndexSettings = IndexSettings()
     api: ApiSettings = ApiSettings()
     generation: GenerationSettings = GenerationSettings()

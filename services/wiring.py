@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from ingest.chunk import load_chunker
 from ingest.embed import BatchingConfig, EmbeddingCache, EmbeddingClient
 from ingest.extract import ExtractionLimits, detect
+from ingest.fetch import FetchPolicy
 from ingest.pipeline import IngestPipeline
 from ingest.registry import DocumentRegistry
 from lineage import IcebergLanding, OutboxRelay, RelayWorker, SqlChunkArchive, SqlLineageStore
@@ -76,6 +77,15 @@ def build_generator(settings: Settings) -> Generator:
         cfg.model, cfg.api_key.get_secret_value() if cfg.api_key else None, cfg.base_url, cfg.timeout_s,
         cfg.max_retries, cfg.temperature, cfg.max_tokens,
     )
+
+
+def build_fetch_policy(settings: Settings, *, operator: bool) -> FetchPolicy:
+    """The one fetch policy: the API and workers reach public addresses only (plus
+    ``RAGLINE_FETCH__ALLOW``); the operator's CLI may also name a private host, but is
+    never redirected from a public host into a private one."""
+    cfg = settings.fetch
+    return FetchPolicy(allow=cfg.allow, timeout_s=cfg.timeout_s, max_bytes=cfg.max_bytes,
+                       max_redirects=cfg.max_redirects, private_origin=operator)
 
 
 def default_chunk_budget(embedder: Embedder) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Annotated, Any
 
 import httpx
@@ -11,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.datastructures import UploadFile
 
+from ingest.fetch import FetchRefused, fetch
 from ingest.pipeline import DocumentOutcome
 from ingest.registry import DocumentRecord
 from schemas import ids
@@ -18,6 +20,7 @@ from schemas.documents import SourceDocument
 from schemas.errors import NotFoundError
 from services.api.deps import Caller, require_role
 from services.api.runtime import InvalidField, Runtime, get_runtime
+from services.wiring import build_fetch_policy
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 Ingester = Annotated[Caller, Depends(require_role("ingester"))]
@@ -109,25 +112,22 @@ async def _from_json(request: Request, caller: Caller, rt: RuntimeDep) -> Source
         source_uri = body.source_uri or f"text://{caller.tenant}/{ids.document_version(data)[:16]}{suffix}"
     else:
         source_uri = body.source_uri or str(body.uri)
-        data = await _fetch(str(body.uri), rt.settings.api.max_upload_bytes)
+        data = await _fetch(str(body.uri), rt)
     return SourceDocument(source_uri, data, caller.tenant, document_id=body.document_id,
                           access_tags=tuple(body.access_tags), password=body.password, metadata=body.metadata)
 
 
-async def _fetch(url: str, limit: int) -> bytes:
-    if not url.startswith(("http://", "https://")):
-        raise InvalidField("uri", "only http(s) URLs can be fetched")
+async def _fetch(url: str, rt: Runtime) -> bytes:
+    """Fetched off the event loop; a refused URI is a 422 before any job is queued."""
+    policy = build_fetch_policy(rt.settings, operator=False)
+    policy = replace(policy, max_bytes=min(policy.max_bytes, rt.settings.api.max_upload_bytes))
     try:
-        async with httpx.AsyncClient(follow_redirects=True, timeout=30) as client, client.stream("GET", url) as resp:
-            resp.raise_for_status()
-            data = bytearray()
-            async for block in resp.aiter_bytes():
-                data += block
-                if len(data) > limit:
-                    raise InvalidField("uri", f"response exceeds the upload limit of {limit:,} bytes", 413)
+        fetched = await run_in_threadpool(fetch, url, policy)
+    except FetchRefused as exc:
+        raise InvalidField("uri", f"refused: {exc}") from exc
     except httpx.HTTPError as exc:
         raise InvalidField("uri", f"fetch failed: {exc}") from exc
-    return bytes(data)
+    return fetched.data
 
 
 def _opt(value: object) -> str | None:
