@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from lineage.base import ForgetReport
-from lineage.errors import LineageStoreError
+from lineage.errors import store_error
 from lineage.store import insert_ignoring_duplicates
 from lineage.tables import answer_documents, chunk_archive
 from schemas import ids
@@ -56,7 +56,7 @@ class SqlChunkArchive:
             with self._engine.begin() as conn:
                 conn.execute(insert_ignoring_duplicates(conn, chunk_archive), rows)
         except SQLAlchemyError as exc:
-            raise LineageStoreError(f"archiving {len(rows)} chunks of {chunks[0].document_id}: {exc}") from exc
+            raise store_error(f"archiving {len(rows)} chunks of {chunks[0].document_id}", exc) from exc
 
     def texts(self, tenant: str, chunk_ids: Sequence[str]) -> dict[str, ArchivedText]:
         """Archived chunks by id (one ``IN`` query); ids never archived are absent."""
@@ -68,7 +68,7 @@ class SqlChunkArchive:
             with self._engine.connect() as conn:
                 rows = conn.execute(query).mappings().all()
         except SQLAlchemyError as exc:
-            raise LineageStoreError(f"reading archived chunks: {exc}") from exc
+            raise store_error("reading archived chunks", exc) from exc
         return {r["chunk_id"]: ArchivedText(r["chunk_id"], r["document_id"], r["document_version"], r["source_uri"],
                                             r["chunk_index"], r["text"], r["page_start"], r["page_end"])
                 for r in rows}
@@ -88,5 +88,5 @@ class SqlChunkArchive:
                     .where(answer_documents.c.document_id == document_id, answer_documents.c.tenant == tenant)
                     .order_by(answer_documents.c.answer_id)).scalars().all()
         except SQLAlchemyError as exc:
-            raise LineageStoreError(f"forgetting document {document_id}: {exc}") from exc
+            raise store_error(f"forgetting document {document_id}", exc) from exc
         return ForgetReport(tenant, document_id, erased, tuple(answer_ids))

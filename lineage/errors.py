@@ -14,6 +14,22 @@ class LineageStoreError(LineageError, TransientError):
     """The relational store failed (connection, lock timeout): the answer must not be served."""
 
 
+class LineageDataError(LineageError, TerminalError):
+    """The store refused the data itself (a value too long, a forbidden byte): retrying can't help."""
+
+
+def store_error(doing: str, exc: BaseException) -> LineageError:
+    """Translate a database failure without its SQL text or parameters (which may hold a
+    client's query or a document's text): the driver's first message line, typed so a
+    data error is terminal (4xx) and anything else transient (503)."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    message = f"{doing}: {type(orig).__name__}: {(lines[0] if lines else '')[:300]}"
+    if any(cls.__name__ == "DataError" for cls in type(orig).__mro__):
+        return LineageDataError(message)
+    return LineageStoreError(message)
+
+
 class DuplicateAnswerError(LineageError, TerminalError):
     """An answer with this id is already recorded (a retried Idempotency-Key raced the first)."""
 

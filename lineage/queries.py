@@ -19,7 +19,7 @@ from sqlalchemy import Engine, Select, and_, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from lineage.archive import SqlChunkArchive
-from lineage.errors import InvalidCursorError, LineageStoreError
+from lineage.errors import InvalidCursorError, store_error
 from lineage.events import utc
 from lineage.store import record_from_rows
 from lineage.tables import answer_documents, answer_sources, answers, outbox, outbox_pending
@@ -149,7 +149,7 @@ class LineageQueries:
             with self._reader.connect() as conn:
                 return conn.execute(query).all()
         except SQLAlchemyError as exc:
-            raise LineageStoreError(f"reading {what}: {exc}") from exc
+            raise store_error(f"reading {what}", exc) from exc
 
 
 def _uses_query(document_id: str, tenant: str | None, version: str | None, since: datetime | None,

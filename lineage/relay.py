@@ -26,7 +26,7 @@ from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from lineage.base import OutboxEvent, RelayTarget
-from lineage.errors import LineageStoreError
+from lineage.errors import store_error
 from lineage.events import utc
 from lineage.tables import outbox, outbox_pending
 from schemas import ids
@@ -143,7 +143,7 @@ class _StoreErrors:
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         if isinstance(exc, SQLAlchemyError):
-            raise LineageStoreError(f"{self._doing}: {exc}") from exc
+            raise store_error(f"{self._doing}", exc) from exc
 
 
 class RelayWorker:

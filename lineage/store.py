@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from lineage import events
-from lineage.errors import AnswerStateError, DuplicateAnswerError, LineageStoreError
+from lineage.errors import AnswerStateError, DuplicateAnswerError, store_error
 from lineage.tables import answer_documents, answer_sources, answers, outbox, outbox_pending
 from schemas import ids
 from schemas.lineage import AnswerRecord, DocumentChange, RetrievedRef, TokenUsage
@@ -86,7 +86,7 @@ class SqlLineageStore:
                 refs = conn.execute(select(answer_sources).where(answer_sources.c.answer_id == answer_id)
                                     .order_by(answer_sources.c.rank)).mappings().all()
         except SQLAlchemyError as exc:
-            raise LineageStoreError(f"reading answer {answer_id}: {exc}") from exc
+            raise store_error(f"reading answer {answer_id}", exc) from exc
         return record_from_rows(row, refs)
 
     def record_document_change(self, change: DocumentChange) -> None:
@@ -111,7 +111,7 @@ class SqlLineageStore:
         try:
             raw = self._engine.raw_connection()
         except SQLAlchemyError as exc:
-            raise LineageStoreError(f"recording lineage of {answer.answer_id}: {exc}") from exc
+            raise store_error(f"recording lineage of {answer.answer_id}", exc) from exc
         cursor = None
         try:
             cursor = raw.cursor()
@@ -136,7 +136,7 @@ class SqlLineageStore:
                     _is_answer_key_violation(exc) or sql.postgres and _answer_exists(raw, answer.answer_id)):
                 # One PostgreSQL statement may report a child row's key first: the answer's own row decides.
                 raise DuplicateAnswerError(answer.answer_id) from exc
-            raise LineageStoreError(f"recording lineage of {answer.answer_id}: {exc}") from exc
+            raise store_error(f"recording lineage of {answer.answer_id}", exc) from exc
         finally:
             raw.close()
 
@@ -166,9 +166,9 @@ class SqlLineageStore:
         except IntegrityError as exc:
             if _is_answer_key_violation(exc):
                 raise DuplicateAnswerError(subject) from exc
-            raise LineageStoreError(f"recording lineage of {subject}: {exc.orig}") from exc
+            raise store_error(f"recording lineage of {subject}", exc) from exc
         except SQLAlchemyError as exc:
-            raise LineageStoreError(f"recording lineage of {subject}: {exc}") from exc
+            raise store_error(f"recording lineage of {subject}", exc) from exc
 
 
 def insert_ignoring_duplicates(conn: Connection, table: Table) -> Insert:
