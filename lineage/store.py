@@ -288,7 +288,7 @@ def _answer_row(answer: AnswerRecord, created: datetime, keep_query: bool) -> tu
         ids.text_hash(answer.query), answer.answer_text, ids.text_hash(answer.answer_text),
         answer.embedding_model_version, answer.prompt_template_version, answer.prompt_template_sha256,
         answer.llm_model_version, events.utc(answer.retrieval_timestamp), answer.collection, answer.filters,
-        answer.usage.model_dump(), answer.timings_ms, answer.traceparent, answer.response,
+        answer.usage.model_dump(), answer.timings_ms, answer.traceparent, answer.response, answer.request_fingerprint,
     )
 
 
@@ -323,5 +323,5 @@ def record_from_rows(row: Any, refs: Sequence[Any]) -> AnswerRecord:
         prompt_template_sha256=row["prompt_template_sha256"], llm_model_version=row["llm_model_version"],
         retrieval_timestamp=events.utc(row["retrieval_timestamp"]), collection=row["collection"],
         filters=row["filters"], usage=TokenUsage(**row["usage"]), timings_ms=row["timings_ms"],
-        traceparent=row["traceparent"], response=row["response"],
+        traceparent=row["traceparent"], response=row["response"], request_fingerprint=row["request_fingerprint"],
     )

@@ -2,7 +2,8 @@
 
 The event log (outbox → Iceberg) is the source of truth; these rows answer auditors'
 questions in milliseconds. Migrations live in the one alembic history in ``services``
-(``0002_lineage``, ``0003_outbox_pending``), which must match these definitions.
+(``0002_lineage``, ``0003_outbox_pending``,
+``0004_answer_request_fingerprint``), which must match these definitions.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ answers = Table(
     Column("timings_ms", JSON, nullable=False),
     Column("traceparent", String(64)),
     Column("response", JSON),  # the API response body, returned again to a retried Idempotency-Key
+    Column("request_fingerprint", String(64)),  # the request behind an Idempotency-Key (0004)
     Index(None, "tenant", "created_at"),
 )
 

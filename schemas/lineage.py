@@ -62,6 +62,7 @@ class AnswerRecord(_Frozen):
     timings_ms: dict[str, float] = Field(default_factory=dict)
     traceparent: str | None = None
     response: dict[str, Any] | None = None  # the API response body, replayed for a retried Idempotency-Key
+    request_fingerprint: str | None = None  # SHA-256 of the request behind an Idempotency-Key (a reuse must match)
 
 
 class DocumentChange(_Frozen):

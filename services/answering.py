@@ -7,6 +7,7 @@ answer whose lineage was not written.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from lineage import DuplicateAnswerError
 from retrieval.prompts import PromptTemplate
 from retrieval.retriever import Retriever
 from schemas import ids
+from schemas.errors import TerminalError
 from schemas.lineage import AnswerRecord, AnswerStatus, RetrievedRef, TokenUsage
 from schemas.protocols import Generator, LineageSink
 from schemas.retrieval import Generation, RetrievedChunk, SearchFilter
@@ -35,6 +37,25 @@ class AnswerRequest:
     idempotency_key: str | None = None
     store_query_text: bool = True
     traceparent: str | None = None
+    conversation: tuple[tuple[str, str], ...] = ()  # chat: every message as (role, text)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what determines the answer: endpoint, question (or conversation), k and the
+        effective search filter (the request's filters and the caller's tenant and tags). The
+        stream flag, request id and trace context do not change the answer and are left out."""
+        return ids.text_hash(json.dumps({
+            "endpoint": self.endpoint, "query": self.query, "retrieval_query": self.retrieval_query,
+            "conversation": self.conversation, "k": self.k, "filter": self.search_filter.model_dump(mode="json"),
+        }, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+
+
+class IdempotencyKeyReusedError(TerminalError):
+    """An Idempotency-Key came back with a different request (answered 422, never the other answer)."""
+
+    def __init__(self, answer_id: str) -> None:
+        super().__init__(f"Idempotency-Key: this key was already used for a different request (answer {answer_id}); "
+                         "use a new key for a new request")
+        self.answer_id = answer_id
 
 
 @dataclass
@@ -124,10 +145,16 @@ class AnswerService:
         yield "done", payload
 
     def _replay(self, req: AnswerRequest, answer_id: str) -> AnswerOutcome | None:
+        """The recorded answer of a retried Idempotency-Key; a different request under the same
+        key is refused (answers recorded before fingerprints existed have none and replay)."""
         if not req.idempotency_key:
             return None
         existing = self.lineage.find_answer(req.search_filter.tenant, answer_id)
-        if existing is None or existing.response is None:
+        if existing is None:
+            return None
+        if existing.request_fingerprint is not None and existing.request_fingerprint != req.fingerprint():
+            raise IdempotencyKeyReusedError(answer_id)
+        if existing.response is None:
             return None
         return AnswerOutcome(dict(existing.response), existing.status, replayed=True)
 
@@ -194,4 +221,5 @@ class AnswerService:
             usage=TokenUsage(prompt_tokens=generation.prompt_tokens, completion_tokens=generation.completion_tokens,
                              total_tokens=generation.prompt_tokens + generation.completion_tokens),
             timings_ms=dict(timings), traceparent=req.traceparent, response=payload,
+            request_fingerprint=req.fingerprint() if req.idempotency_key else None,
         )

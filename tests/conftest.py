@@ -1,12 +1,19 @@
-"""Shared, session-scoped fixtures: real components, loaded once per test run."""
+"""Shared fixtures: real components (loaded once per test run), and a fresh database on
+SQLite and on PostgreSQL (``db_url``).
+
+PostgreSQL comes from ``RAGLINE_TEST_POSTGRES_URL`` (``make test`` starts it; locally
+``deploy/dev/postgres.sh start``). Without it the PostgreSQL cases fail; they never skip.
+"""
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from ingest.embed.local import LocalMiniLMEmbedder
 from services.settings import Settings
@@ -15,6 +22,7 @@ from services.wiring import Components
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = Path(os.environ.get("RAGLINE_CORPORA", REPO.parent / "shared" / "corpora"))
 SAMPLES = REPO / "deploy" / "samples"
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +53,34 @@ def make_components(tmp_path: Path, local_embedder: LocalMiniLMEmbedder) -> Iter
     yield factory
     for comps in built:
         comps.close()
+
+
+def postgres_url() -> str:
+    url = os.environ.get("RAGLINE_TEST_POSTGRES_URL")
+    if not url:
+        pytest.fail("RAGLINE_TEST_POSTGRES_URL is not set: run `make test`, or "
+                    "`export RAGLINE_TEST_POSTGRES_URL=$(deploy/dev/postgres.sh start)`", pytrace=False)
+    return url
+
+
+def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database: a SQLite file, or a PostgreSQL schema of its own (dropped after)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'lineage.db'}"
+        return
+    base = postgres_url()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{base}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from database_url(request.param, tmp_path)

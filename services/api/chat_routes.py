@@ -77,6 +77,7 @@ def chat_completions(body: ChatCompletionRequest, caller: Annotated[Caller, Depe
         search_filter=body.filters.to_search_filter(caller), endpoint="/v1/chat/completions",
         request_id=request.state.request_id, idempotency_key=idempotency_key,
         store_query_text=rt.stores_query_text(caller.tenant), traceparent=request.headers.get("traceparent"),
+        conversation=tuple((m.role, m.text()) for m in body.messages),
     )
     created = int(time.time())
     if body.stream:
