@@ -19,6 +19,8 @@ from ingest.embed.local import LocalMiniLMEmbedder
 from services.settings import Settings
 from services.wiring import Components
 
+pytest_plugins = ["tests.kafka_broker"]
+
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = Path(os.environ.get("RAGLINE_CORPORA", REPO.parent / "shared" / "corpora"))
 SAMPLES = REPO / "deploy" / "samples"
