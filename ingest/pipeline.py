@@ -14,18 +14,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from sqlalchemy.exc import DataError, IntegrityError
+
 from ingest.embed.client import EmbeddingClient
 from ingest.extract.registry import ExtractionLimits, extract_document
+from ingest.extract.sanitize import clean_value, without_nul
 from ingest.registry import DocumentRegistry
 from ingest.sources import SourceFailure
 from schemas import ids
 from schemas.documents import ArchivedChunk, Chunk, ExtractedDocument, SourceDocument
-from schemas.errors import BudgetExceededError, EmbeddingError, ExtractionError, TerminalError
+from schemas.errors import (
+    BudgetExceededError,
+    EmbeddingError,
+    ExtractionError,
+    TerminalError,
+    TransientError,
+    VectorIndexError,
+)
 from schemas.lineage import DocumentChange
 from schemas.protocols import ChunkArchive, Chunker, VectorIndex
 from schemas.retrieval import IndexedPoint
 
 Status = Literal["new", "updated", "unchanged", "failed"]
+MAX_DOCUMENT_ID = 64  # the registry's key column
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,20 @@ class IngestPipeline:
 
     def ingest_one(self, source: SourceDocument) -> DocumentOutcome:
         """Index one document; a bad document becomes a failed outcome, never an exception."""
+        if source.document_id is not None and not 0 < len(source.document_id) <= MAX_DOCUMENT_ID:
+            return DocumentOutcome(source.source_uri, "failed", source.document_id[:MAX_DOCUMENT_ID],
+                                   error=f"document_id must be 1 to {MAX_DOCUMENT_ID} characters")
+        try:
+            return self._ingest_checked(source)
+        except (BudgetExceededError, TransientError, VectorIndexError):
+            raise
+        except (TerminalError, DataError, IntegrityError) as exc:
+            # A store refused this document's data: this document fails, the run goes on,
+            # and the message carries no SQL text or parameters.
+            return DocumentOutcome(source.source_uri, "failed", error=f"could not record the document: "
+                                                                      f"{_describe(exc)}")
+
+    def _ingest_checked(self, source: SourceDocument) -> DocumentOutcome:
         doc_id = source.document_id or ids.document_id(source.tenant, source.source_uri)
         version = ids.document_version(source.data)
         existing = self._registry.get(source.tenant, doc_id)
@@ -134,7 +159,7 @@ class IngestPipeline:
             tenant=source.tenant, document_id=doc_id, version=version, source_uri=source.source_uri,
             media_type=document.media_type, pipeline_fingerprint=self.fingerprint, collection=self.collection,
             chunk_count=len(chunks), access_tags=list(source.access_tags),
-            title=document.metadata.get("title"), metadata={**document.metadata, **source.metadata})
+            title=document.metadata.get("title"), metadata={**document.metadata, **clean_value(source.metadata)})
         if self._on_change:
             self._on_change(DocumentChange(
                 kind="indexed", tenant=source.tenant, document_id=doc_id, document_version=version,
@@ -159,7 +184,7 @@ class IngestPipeline:
         return True
 
     def _extract_and_chunk(self, source: SourceDocument) -> tuple[ExtractedDocument, list[Chunk]]:
-        document = extract_document(source, self._limits)
+        document = without_nul(extract_document(source, self._limits))
         if not document.sections:
             detail = "; ".join(document.warnings) or "no text"
             raise ExtractionError(source.source_uri, f"no extractable text ({detail})")
@@ -179,6 +204,12 @@ class IngestPipeline:
         estimate["tokens"] += cost.tokens
         estimate["cost_usd"] += cost.cost_usd
         return DocumentOutcome(source.source_uri, "new", chunks=len(chunks))
+
+
+def _describe(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {(lines[0] if lines else '')[:300]}"
 
 
 def _chunk_payload(chunk: Chunk) -> dict[str, Any]:

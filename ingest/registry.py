@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, exists, func, or_, select, true, update
 
-from ingest.tables import documents
+from ingest.tables import document_access_tags, documents
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,24 @@ class DocumentRegistry:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def get(self, tenant: str, document_id: str) -> DocumentRecord | None:
+    def get(self, tenant: str, document_id: str, reader_tags: tuple[str, ...] | None = None) -> DocumentRecord | None:
+        """The document, if ``reader_tags`` may see it (None: every document of the tenant)."""
         with self._engine.connect() as conn:
             row = conn.execute(
-                select(documents).where(documents.c.tenant == tenant, documents.c.document_id == document_id)
+                select(documents).where(documents.c.tenant == tenant, documents.c.document_id == document_id,
+                                        _visible_to(reader_tags))
             ).mappings().first()
         return DocumentRecord(**row) if row else None
+
+    def readable(self, tenant: str, document_ids: list[str], reader_tags: tuple[str, ...] | None) -> set[str]:
+        """Which of ``document_ids`` the reader may see (unknown ids are not readable)."""
+        if not document_ids:
+            return set()
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(documents.c.document_id).where(
+                documents.c.tenant == tenant, documents.c.document_id.in_(set(document_ids)),
+                _visible_to(reader_tags))).scalars().all()
+        return set(rows)
 
     def record_indexed(self, *, tenant: str, document_id: str, version: str, source_uri: str, media_type: str,
                        pipeline_fingerprint: str, collection: str, chunk_count: int, access_tags: list[str],
@@ -92,8 +104,9 @@ class DocumentRegistry:
             return {str(c): int(n) for c, n in conn.execute(query)}
 
     def list(self, tenant: str, *, status: str | None = None, source_prefix: str | None = None,
-             limit: int = 50, offset: int = 0) -> tuple[list[DocumentRecord], int]:
-        conds = [documents.c.tenant == tenant]
+             limit: int = 50, offset: int = 0,
+             reader_tags: tuple[str, ...] | None = None) -> tuple[list[DocumentRecord], int]:
+        conds = [documents.c.tenant == tenant, _visible_to(reader_tags)]
         if status:
             conds.append(documents.c.status == status)
         if source_prefix:
@@ -121,3 +134,25 @@ class DocumentRegistry:
             if not changed:
                 conn.execute(documents.insert().values(
                     tenant=tenant, document_id=document_id, created_at=now, updated_at=now, **values))
+            if "access_tags" in values:
+                _replace_tags(conn, tenant, document_id, values["access_tags"])
+
+
+def _replace_tags(conn: Connection, tenant: str, document_id: str, tags: list[str]) -> None:
+    conn.execute(delete(document_access_tags).where(document_access_tags.c.tenant == tenant,
+                                                    document_access_tags.c.document_id == document_id))
+    rows = [{"tenant": tenant, "document_id": document_id, "tag": t} for t in dict.fromkeys(tags)]
+    if rows:
+        conn.execute(document_access_tags.insert(), rows)
+
+
+def _visible_to(reader_tags: tuple[str, ...] | None) -> ColumnElement[bool]:
+    """SQL form of ``schemas.access.can_read``: untagged, or sharing one of the reader's tags."""
+    if reader_tags is None:
+        return true()
+    tags = document_access_tags.c
+    same_document = and_(tags.tenant == documents.c.tenant, tags.document_id == documents.c.document_id)
+    untagged = ~exists().where(same_document)
+    if not reader_tags:
+        return untagged
+    return or_(untagged, exists().where(same_document, tags.tag.in_(reader_tags)))

@@ -43,6 +43,16 @@ documents = Table(
     Index(None, "source_uri"),
 )
 
+#: One row per (document, tag): lets every listing apply the readers' visibility rule in SQL,
+#: on SQLite and PostgreSQL alike (a JSON list column has no portable "contains").
+document_access_tags = Table(
+    "document_access_tags", metadata,
+    Column("tenant", String(128), primary_key=True),
+    Column("document_id", String(64), primary_key=True),
+    Column("tag", String(256), primary_key=True),
+    Index(None, "tenant", "tag"),
+)
+
 embedding_cache = Table(
     "embedding_cache", metadata,
     Column("model_version", String(128), primary_key=True),

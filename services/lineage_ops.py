@@ -35,10 +35,18 @@ class Replay:
                 "messages": self.messages}
 
 
-def answer_trace(comps: Components, answer_id: str, tenant: str | None = None) -> AnswerTrace:
+def answer_trace(comps: Components, answer_id: str, tenant: str | None = None,
+                 reader_tags: tuple[str, ...] | None = None) -> AnswerTrace:
+    """The trace, if the reader may see every document the answer retrieved: an answer
+    built on a document hidden from the reader is as hidden as the document."""
     trace = LineageQueries(comps.engine).answer_trace(answer_id, tenant=tenant)
+    missing = NotFoundError(f"answer {answer_id} not found" + (f" for tenant {tenant!r}" if tenant else ""))
     if trace is None:
-        raise NotFoundError(f"answer {answer_id} not found" + (f" for tenant {tenant!r}" if tenant else ""))
+        raise missing
+    if reader_tags is not None:
+        used = sorted({ref.document_id for ref in trace.record.retrieved})
+        if comps.registry.readable(trace.record.tenant, used, reader_tags) != set(used):
+            raise missing
     return trace
 
 

@@ -106,6 +106,7 @@ class ApiSettings(_Group):
     max_query_chars: int = Field(4000, ge=1)
     max_k: int = Field(50, ge=1, le=1000)
     max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="request bodies of every route but uploads")
     sync_ingest_max_bytes: int = Field(1024 * 1024, ge=0, description="larger uploads become background jobs")
 
 

@@ -11,9 +11,11 @@ from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 
 from schemas import ids
-from services.api import chat_routes, document_routes, health_routes, lineage_routes, problems, query_routes
+from services.api import chat_routes, document_routes, health_routes, limits, lineage_routes, problems, query_routes
 from services.api.deps import AuthError, authenticate
+from services.api.limits import BodyLimit
 from services.api.runtime import InvalidField, Runtime
+from services.settings import ApiSettings
 from services.wiring import Components
 
 log = logging.getLogger("ragline.api")
@@ -43,11 +45,24 @@ def create_app(components: Components, *, run_relay: bool = True) -> FastAPI:
     app.add_exception_handler(InvalidField, _invalid_field)  # type: ignore[arg-type]
     for module in (query_routes, chat_routes, document_routes, lineage_routes, health_routes):
         app.include_router(module.router)
+    # Inside the request-id middleware: a BaseHTTPMiddleware reads the body in a task
+    # group, which would wrap the limit's 413 in an ExceptionGroup.
+    app.add_middleware(BodyLimit, limit_for=_body_limit(components.settings.api))
     app.middleware("http")(_context_middleware)
     if components.settings.api.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(components.settings.api.cors_origins),
                            allow_methods=["*"], allow_headers=["*"], expose_headers=["X-Request-ID"])
     return app
+
+
+def _body_limit(api: ApiSettings) -> Callable[[str, str], int]:
+    """Uploads may carry a document (plus multipart framing); every other body is small."""
+    upload = api.max_upload_bytes + 1024 * 1024
+
+    def limit_for(method: str, path: str) -> int:
+        return upload if method == "POST" and path.rstrip("/") == "/v1/documents" else api.max_body_bytes
+
+    return limit_for
 
 
 async def _invalid_field(request: Request, exc: InvalidField) -> Response:
@@ -59,8 +74,9 @@ async def _invalid_field(request: Request, exc: InvalidField) -> Response:
 async def _context_middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
     """Request id (the caller's X-Request-ID, or a new one), authentication, latency metrics."""
     started = time.perf_counter()
-    request_id = request.headers.get("x-request-id") or ids.uuid7()
-    request.state.request_id = request_id[:200]
+    request_id = limits.request_id(request.headers.get("x-request-id")) or ids.uuid7()
+    request.state.request_id = request_id
+    request.state.traceparent = limits.traceparent(request.headers.get("traceparent"))
     runtime: Runtime = request.app.state.runtime
     settings = runtime.settings
     try:

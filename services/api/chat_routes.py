@@ -20,11 +20,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.answering import AnswerRequest
 from services.api.deps import Caller, require_role
-from services.api.models import Filters
+from services.api.models import CleanStr, Filters
 from services.api.runtime import InvalidField, Runtime, get_runtime
 
 router = APIRouter(prefix="/v1", tags=["chat"])
@@ -35,12 +35,19 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
+    content: CleanStr | list[dict[str, Any]] | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
             return " ".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
         return self.content or ""
+
+    @field_validator("content")
+    @classmethod
+    def _parts_without_nul(cls, value: object) -> object:
+        if isinstance(value, list) and any("\x00" in str(p.get("text", "")) for p in value if isinstance(p, dict)):
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class ChatCompletionRequest(BaseModel):
@@ -76,7 +83,7 @@ def chat_completions(body: ChatCompletionRequest, caller: Annotated[Caller, Depe
         query=question, retrieval_query=retrieval_query, k=body.k,
         search_filter=body.filters.to_search_filter(caller), endpoint="/v1/chat/completions",
         request_id=request.state.request_id, idempotency_key=idempotency_key,
-        store_query_text=rt.stores_query_text(caller.tenant), traceparent=request.headers.get("traceparent"),
+        store_query_text=rt.stores_query_text(caller.tenant), traceparent=request.state.traceparent,
         conversation=tuple((m.role, m.text()) for m in body.messages),
     )
     created = int(time.time())

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from starlette.datastructures import UploadFile
 
 from ingest.fetch import FetchRefused, fetch
@@ -19,6 +20,7 @@ from schemas import ids
 from schemas.documents import SourceDocument
 from schemas.errors import NotFoundError
 from services.api.deps import Caller, require_role
+from services.api.models import CleanStr
 from services.api.runtime import InvalidField, Runtime, get_runtime
 from services.wiring import build_fetch_policy
 
@@ -37,23 +39,63 @@ _UPLOAD_DOC = {
 }
 
 
-class DocumentJson(BaseModel):
+_RESERVED_SCHEMES = ("upload://", "text://")
+_METADATA = TypeAdapter(dict[str, Any])
+MAX_METADATA_BYTES = 64 * 1024
+
+
+class UploadFields(BaseModel):
+    """The fields both upload forms (multipart and JSON) share, validated the same way."""
+
     model_config = ConfigDict(extra="forbid")
 
+    document_id: CleanStr | None = Field(None, min_length=1, max_length=64)
+    metadata: dict[str, Any] = Field(default_factory=dict,
+                                     description=f"JSON object, at most {MAX_METADATA_BYTES} bytes")
+    access_tags: list[Annotated[CleanStr, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=100)
+    password: str | None = Field(None, max_length=1024)
+
+    @field_validator("metadata")
+    @classmethod
+    def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value, default=str)) > MAX_METADATA_BYTES:
+            raise ValueError(f"exceeds {MAX_METADATA_BYTES:,} bytes of JSON")
+        return value
+
+
+class DocumentJson(UploadFields):
     text: str | None = Field(None, description="the document's text")
-    uri: str | None = Field(None, description="http(s) URL to fetch")
-    source_uri: str | None = Field(None, description="identity of the document (default: uri, or derived)")
-    document_id: str | None = Field(None, max_length=64)
-    media_type: str | None = Field(None, description="'text/markdown' for Markdown text")
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    access_tags: list[str] = Field(default_factory=list, max_length=100)
-    password: str | None = None
+    uri: CleanStr | None = Field(None, max_length=4096, description="http(s) URL to fetch")
+    source_uri: CleanStr | None = Field(None, min_length=1, max_length=4096,
+                                        description="identity of the document (default: uri, or derived)")
+    media_type: str | None = Field(None, max_length=128, description="'text/markdown' for Markdown text")
+
+    @field_validator("source_uri")
+    @classmethod
+    def _not_reserved(cls, value: str | None) -> str | None:
+        if value and value.lower().startswith(_RESERVED_SCHEMES):
+            raise ValueError("upload:// and text:// identities are assigned by the server")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> DocumentJson:
         if (self.text is None) == (self.uri is None):
             raise ValueError("give exactly one of 'text' or 'uri'")
         return self
+
+
+def safe_filename(name: str | None) -> str:
+    """The last path component of a client's file name, without control characters, so
+    ``upload://tenant/<name>`` never climbs out of the tenant's namespace."""
+    cleaned = "".join(ch for ch in (name or "") if ch.isprintable())
+    base = PurePosixPath(cleaned.replace("\\", "/")).name.strip()
+    return base[:255] if base not in ("", ".", "..") else "upload"
+
+
+def _invalid(exc: ValidationError) -> InvalidField:
+    error = exc.errors()[0]
+    return InvalidField(".".join(str(p) for p in error["loc"]) or "body", error["msg"])
 
 
 @router.post("/documents", status_code=201, openapi_extra=_UPLOAD_DOC)
@@ -88,24 +130,25 @@ async def _from_form(request: Request, caller: Caller, rt: RuntimeDep) -> Source
     if len(data) > rt.settings.api.max_upload_bytes:
         raise InvalidField("file", f"exceeds the upload limit of {rt.settings.api.max_upload_bytes:,} bytes", 413)
     try:
-        metadata = json.loads(str(form.get("metadata") or "{}"))
-    except json.JSONDecodeError as exc:
-        raise InvalidField("metadata", f"not valid JSON: {exc}") from exc
-    if not isinstance(metadata, dict):
-        raise InvalidField("metadata", "must be a JSON object")
-    tags = tuple(str(t) for t in form.getlist("access_tags") if str(t))
-    name = upload_file.filename or "upload"
-    return SourceDocument(f"upload://{caller.tenant}/{name}", data, caller.tenant,
-                          document_id=_opt(form.get("document_id")), access_tags=tags,
-                          password=_opt(form.get("password")), metadata=metadata)
+        metadata = _METADATA.validate_json(str(form.get("metadata") or "{}"))
+    except ValidationError as exc:
+        raise InvalidField("metadata", f"must be a JSON object: {exc.errors()[0]['msg']}") from exc
+    try:
+        fields = UploadFields(document_id=_opt(form.get("document_id")), metadata=metadata,
+                              access_tags=[str(t) for t in form.getlist("access_tags") if str(t)],
+                              password=_opt(form.get("password")))
+    except ValidationError as exc:
+        raise _invalid(exc) from exc
+    return SourceDocument(f"upload://{caller.tenant}/{safe_filename(upload_file.filename)}", data, caller.tenant,
+                          document_id=fields.document_id, access_tags=tuple(fields.access_tags),
+                          password=fields.password, metadata=fields.metadata)
 
 
 async def _from_json(request: Request, caller: Caller, rt: RuntimeDep) -> SourceDocument:
     try:
         body = DocumentJson.model_validate_json(await request.body())
     except ValidationError as exc:
-        field = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "body"
-        raise InvalidField(field, exc.errors()[0]["msg"]) from exc
+        raise _invalid(exc) from exc
     if body.text is not None:
         data = body.text.encode("utf-8")
         suffix = ".md" if body.media_type == "text/markdown" else ".txt"
@@ -148,16 +191,16 @@ def _record_view(r: DocumentRecord) -> dict[str, Any]:
 
 @router.get("/documents")
 def list_documents(caller: Reader, rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                   offset: Annotated[int, Query(ge=0)] = 0, status: str | None = None,
+                   offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0, status: str | None = None,
                    source_prefix: str | None = None) -> dict[str, Any]:
     records, total = rt.components.registry.list(caller.tenant, status=status, source_prefix=source_prefix,
-                                                  limit=limit, offset=offset)
+                                                  limit=limit, offset=offset, reader_tags=caller.access_tags)
     return {"documents": [_record_view(r) for r in records], "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/documents/{document_id}")
 def get_document(document_id: str, caller: Reader, rt: RuntimeDep) -> dict[str, Any]:
-    record = rt.components.registry.get(caller.tenant, document_id)
+    record = rt.components.registry.get(caller.tenant, document_id, caller.access_tags)
     if record is None:
         raise NotFoundError(f"document {document_id} not found")
     return _record_view(record)
@@ -165,7 +208,7 @@ def get_document(document_id: str, caller: Reader, rt: RuntimeDep) -> dict[str, 
 
 @router.delete("/documents/{document_id}", status_code=204)
 def delete_document(document_id: str, caller: Ingester, rt: RuntimeDep) -> Response:
-    if not rt.delete(caller.tenant, document_id):
+    if not rt.delete(caller.tenant, document_id, caller.access_tags):
         raise NotFoundError(f"document {document_id} not found")
     return Response(status_code=204)
 

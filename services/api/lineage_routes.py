@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from lineage import LineageQueries
+from schemas.errors import NotFoundError
 from services import lineage_ops
 from services.api.deps import Caller, get_components, require_role
 from services.api.runtime import Runtime, get_runtime
@@ -24,7 +25,7 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 @router.get("/answers/{answer_id}")
 def get_answer(answer_id: str, caller: Auditor, comps: ComponentsDep) -> dict[str, Any]:
     """The full trace of one answer: query, retrieved chunks with archived text, versions, timings."""
-    return lineage_ops.answer_trace(comps, answer_id, caller.tenant).to_dict()
+    return lineage_ops.answer_trace(comps, answer_id, caller.tenant, caller.access_tags).to_dict()
 
 
 @router.get("/lineage/documents/{document_id}/answers")
@@ -37,6 +38,9 @@ def answers_for_document(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
     """Answers that used the document, newest first, paginated by ``next_cursor``."""
+    if caller.access_tags is not None and not comps.registry.readable(caller.tenant, [document_id],
+                                                                        caller.access_tags):
+        raise NotFoundError(f"document {document_id} not found")
     page = LineageQueries(comps.engine).answers_for_document(
         document_id, tenant=caller.tenant, version=version, since=since, until=until, limit=limit, cursor=cursor)
     return page.to_dict()

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from schemas.retrieval import RetrievedChunk, SearchFilter
 from services.api.deps import Caller
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+#: Text a client sends that is stored (queries, ids): NUL is refused, because PostgreSQL
+#: cannot store it and no real question or id contains one.
+CleanStr = Annotated[str, AfterValidator(_no_nul)]
 
 
 class Filters(BaseModel):
@@ -32,7 +45,7 @@ class Filters(BaseModel):
 class RetrieveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(min_length=1)
+    query: CleanStr = Field(min_length=1)
     k: int = Field(5, ge=1)
     filters: Filters = Filters()
 

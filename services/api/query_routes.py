@@ -37,7 +37,7 @@ def query(body: QueryRequest, caller: Reader, rt: RuntimeDep, request: Request,
     req = AnswerRequest(
         query=body.query, k=body.k, search_filter=body.filters.to_search_filter(caller), endpoint="/v1/query",
         request_id=request.state.request_id, idempotency_key=idempotency_key,
-        store_query_text=rt.stores_query_text(caller.tenant), traceparent=request.headers.get("traceparent"),
+        store_query_text=rt.stores_query_text(caller.tenant), traceparent=request.state.traceparent,
     )
     if body.stream:
         return StreamingResponse(_sse(rt.stream_answer(req)), media_type="text/event-stream")

@@ -48,7 +48,10 @@ class Runtime:
         with self._ingest_lock:
             return self._pipeline.ingest_one(source)
 
-    def delete(self, tenant: str, document_id: str) -> bool:
+    def delete(self, tenant: str, document_id: str, reader_tags: tuple[str, ...] | None = None) -> bool:
+        """A document the caller may not see is, to it, a document that does not exist."""
+        if self.components.registry.get(tenant, document_id, reader_tags) is None:
+            return False
         with self._ingest_lock:
             return self._pipeline.delete(tenant, document_id, also_from=(self.components.serving_collection,))
 
