@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -16,10 +17,9 @@ from ingest.chunk.tokens import TokenMap, _fast_tokenizer, get_encoding
 from schemas.documents import Chunk, ExtractedDocument, Section
 from schemas.errors import ConfigurationError
 from schemas.protocols import Chunker
+from tests.conftest import CORPORA
 
-CORPORA = Path(__file__).resolve().parents[3] / "shared" / "corpora"
 CODE = CORPORA / "code"
-SCIFACT = CORPORA / "retrieval" / "scifact" / "corpus.jsonl"
 ENC = get_encoding("cl100k_base")
 BUDGET = 64  # small, so short generated texts still need several chunks
 
@@ -136,23 +136,29 @@ def test_method_chunks_carry_class_context() -> None:
     assert split and all(c.context and c.context.startswith("class TextWrapper") for c in split)
 
 
-def _scifact(n: int) -> list[dict[str, str]]:
-    with SCIFACT.open() as f:
-        return [json.loads(next(f)) for _ in range(n)]
+def _prose(n: int) -> list[dict[str, str]]:
+    """Up to ``n`` docstrings (English prose, some with examples) of the Python files in the code corpus."""
+    records = []
+    for path in sorted((CODE / "files" / "python").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef | ast.FunctionDef) and len(doc := ast.get_docstring(node) or "") >= 150:
+                records.append({"title": f"{path.stem} {node.name}", "text": doc})
+    assert len(records) >= min(n, 30)
+    return records[:n]
 
 
 @pytest.mark.parametrize("name", sorted(CHUNKERS))
 def test_prose_documents(name: str) -> None:
-    records = _scifact(60)
+    records = _prose(60)
     text, sections = "", []
     for i, r in enumerate(records):
         start = len(text)
         text += r["title"] + "\n" + r["text"]
         sections.append(Section(start, len(text), "paragraph", page=i // 10 + 1,
-                                heading_path=("SciFact", r["title"][:30]) if i % 20 == 0 else
+                                heading_path=("Docstrings", r["title"][:30]) if i % 20 == 0 else
                                 sections[-1].heading_path if sections else ()))
         text += "\n\n"
-    doc = ExtractedDocument("scifact", "text/plain", text, tuple(sections))
+    doc = ExtractedDocument("docstrings", "text/plain", text, tuple(sections))
     factory = {"fixed": FixedTokenChunker, "recursive": RecursiveChunker, "code": CodeChunker}
     chunks = factory[name]().chunk(doc)
     check_invariants(doc, chunks, 512)
@@ -163,7 +169,7 @@ def test_prose_documents(name: str) -> None:
 
 
 def test_fixed_overlap_and_window_size() -> None:
-    text = " ".join(r["text"] for r in _scifact(20))
+    text = " ".join(r["text"] for r in _prose(20))
     doc = ExtractedDocument("s", "text/plain", text, ())
     chunks = FixedTokenChunker(max_tokens=100, overlap=20).chunk(doc)
     for prev, nxt in zip(chunks, chunks[1:], strict=False):
