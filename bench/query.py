@@ -247,7 +247,7 @@ def build_index(components: Components, args: argparse.Namespace, texts: list[Ch
             chunk = texts[int(text_of[pos])]
             page = 1 + chunk_index // 3
             tokens = int(len(chunk.text.split()) * 1.3)
-            block_ids.append(ids.chunk_id(doc_id, doc_version, fingerprint, chunk_index))
+            block_ids.append(ids.chunk_id(tenant, doc_id, doc_version, fingerprint, chunk_index))
             point_tenant[pos] = t
             payloads.append({
                 "tenant": tenant, "document_id": doc_id, "document_version": doc_version, "source_uri": uri,

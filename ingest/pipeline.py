@@ -20,6 +20,7 @@ from ingest.embed.client import EmbeddingClient
 from ingest.extract.registry import ExtractionLimits, extract_document
 from ingest.extract.sanitize import clean_value, without_nul
 from ingest.registry import DocumentRegistry
+from ingest.source_store import SourceStore, rereadable
 from ingest.sources import SourceFailure
 from schemas import ids
 from schemas.documents import ArchivedChunk, Chunk, ExtractedDocument, SourceDocument
@@ -72,7 +73,10 @@ class IngestPipeline:
     def __init__(self, *, limits: ExtractionLimits, chunker_for: Callable[[ExtractedDocument], Chunker],
                  embedder: EmbeddingClient, index: VectorIndex, registry: DocumentRegistry, collection: str,
                  pipeline_fingerprint: str, archive: ChunkArchive | None = None,
-                 on_change: Callable[[DocumentChange], None] | None = None) -> None:
+                 on_change: Callable[[DocumentChange], None] | None = None,
+                 source_store: SourceStore | None = None, also_to: tuple[str, ...] = ()) -> None:
+        """``also_to``: other generations that must see every write while they coexist with
+        ``collection`` (the one still serving queries, until the new one is complete)."""
         self._limits = limits
         self._chunker_for = chunker_for
         self.embedder = embedder
@@ -82,6 +86,8 @@ class IngestPipeline:
         self.fingerprint = pipeline_fingerprint
         self._archive = archive
         self._on_change = on_change  # lineage: document indexed/deleted events
+        self._sources = source_store
+        self._also_to = tuple(c for c in also_to if c != collection)
 
     def ingest(self, sources: Iterable[SourceDocument | SourceFailure], *, estimate_only: bool = False,
                on_document: Callable[[DocumentOutcome], None] | None = None) -> IngestSummary:
@@ -140,7 +146,7 @@ class IngestPipeline:
                 tenant=source.tenant, document_id=doc_id, version=version, source_uri=source.source_uri,
                 error=error, pipeline_fingerprint=self.fingerprint, collection=self.collection)
             return DocumentOutcome(source.source_uri, "failed", doc_id, version, error=error)
-        chunk_ids = [ids.chunk_id(doc_id, version, self.fingerprint, c.index) for c in chunks]
+        chunk_ids = [ids.chunk_id(source.tenant, doc_id, version, self.fingerprint, c.index) for c in chunks]
         payload_base = {
             "tenant": source.tenant, "document_id": doc_id, "document_version": version,
             "source_uri": source.source_uri, "media_type": document.media_type,
@@ -153,8 +159,14 @@ class IngestPipeline:
                 ArchivedChunk(cid, source.tenant, doc_id, version, source.source_uri, c.index, c.text,
                               c.page_start, c.page_end)
                 for cid, c in zip(chunk_ids, chunks, strict=True)])
+        if self._sources is not None and not rereadable(source.source_uri):
+            self._sources.put(source.tenant, version, source.data)
         self._index.upsert(self.collection, points)
         self._index.delete_document(self.collection, source.tenant, doc_id, keep_version=version)
+        for other in self._also_to:
+            # Another generation's chunks of even the same version have other ids: replace them all.
+            self._index.delete_document(other, source.tenant, doc_id)
+            self._index.upsert(other, points)
         self._registry.record_indexed(
             tenant=source.tenant, document_id=doc_id, version=version, source_uri=source.source_uri,
             media_type=document.media_type, pipeline_fingerprint=self.fingerprint, collection=self.collection,
@@ -165,6 +177,9 @@ class IngestPipeline:
                 kind="indexed", tenant=source.tenant, document_id=doc_id, document_version=version,
                 source_uri=source.source_uri, collection=self.collection, occurred_at=datetime.now(UTC),
                 pipeline_fingerprint=self.fingerprint, chunk_ids=chunk_ids, media_type=document.media_type))
+        if (self._sources is not None and existing and existing.version != version
+                and not rereadable(existing.source_uri)):
+            self._sources.delete(source.tenant, existing.version)
         status: Status = "updated" if existing and existing.status == "indexed" else "new"
         return DocumentOutcome(source.source_uri, status, doc_id, version, len(chunks), warnings=document.warnings)
 
@@ -174,9 +189,11 @@ class IngestPipeline:
         record = self._registry.get(tenant, document_id)
         if record is None or record.status == "deleted":
             return False
-        for collection in dict.fromkeys((record.collection, *also_from)):
+        for collection in dict.fromkeys((record.collection, *also_from, *self._also_to)):
             self._index.delete_document(collection, tenant, document_id)
         self._registry.record_deleted(tenant, document_id)
+        if self._sources is not None:
+            self._sources.delete(tenant, record.version)
         if self._on_change:
             self._on_change(DocumentChange(
                 kind="deleted", tenant=tenant, document_id=document_id, document_version=record.version,

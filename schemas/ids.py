@@ -43,9 +43,10 @@ def document_version(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def chunk_id(doc_id: str, doc_version: str, pipeline_fingerprint: str, index: int) -> str:
-    """The Qdrant point id: upserting the same chunk twice is idempotent."""
-    return _v5("chunk", doc_id, doc_version, pipeline_fingerprint, str(index))
+def chunk_id(tenant: str, doc_id: str, doc_version: str, pipeline_fingerprint: str, index: int) -> str:
+    """The Qdrant point id: upserting the same chunk twice is idempotent, and two tenants
+    that pick the same document id for the same bytes never share (or erase) a point."""
+    return _v5("chunk", tenant, doc_id, doc_version, pipeline_fingerprint, str(index))
 
 
 def fingerprint(config: Any) -> str:

@@ -16,7 +16,7 @@ from ingest.sources import SourceOptions, iter_sources, load_passwords
 from schemas.errors import RaglineError
 from services import output
 from services.lineage_cli import documents_app, lineage_app, relay_app
-from services.operations import promote_if_complete, reingest_from_source
+from services.operations import promote_if_complete, reindex, reingest_from_source
 from services.settings import Settings
 from services.wiring import Components, build_fetch_policy
 
@@ -144,6 +144,34 @@ def search(
         pages = f" p.{c.page_start}" + (f"-{c.page_end}" if c.page_end != c.page_start else "") if c.page_start else ""
         output.stdout.print(f"[bold]{c.rank}. {c.score:.3f}[/] {c.source_uri}{pages}")
         output.stdout.print("   " + " ".join(c.text.split())[:300], highlight=False)
+
+
+@app.command(name="reindex")
+def reindex_cmd(as_json: JsonFlag = False) -> None:
+    """Build the configured index generation for every document still only in an older one
+    (from kept bytes or the source file; cached embeddings are reused), then move the alias."""
+    comps = _components()
+    pipeline = comps.pipeline()
+    comps.index.ensure_collection(comps.collection, comps.embedder.dimensions)
+    started = time.perf_counter()
+    with output.progress("re-indexing", enabled=not as_json) as bar:
+        def on_document(outcome: DocumentOutcome) -> None:
+            if outcome.status == "failed" and not as_json:
+                output.error(f"{outcome.source_uri}: {outcome.error}")
+            if bar:
+                done = bar[0].tasks[0].completed + 1
+                bar[0].update(bar[1], advance=1, rate=done / max(time.perf_counter() - started, 1e-6),
+                              last=Path(outcome.source_uri).name[:40])
+
+        summary = reindex(comps, pipeline, on_document)
+    if comps.settings.index.backend == "edge" and pipeline.embedder.stats.embedded_texts:
+        comps.index.optimize(pipeline.collection)
+    generation = promote_if_complete(comps)
+    comps.close()
+    _render_ingest(summary, pipeline.embedder.stats, as_json)
+    if not as_json:
+        output.stderr.print(generation, highlight=False)
+    raise typer.Exit(EXIT_PARTIAL if summary.documents["failed"] else 0)
 
 
 @app.command(name="reconcile")

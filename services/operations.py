@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from ingest.pipeline import IngestPipeline
+from ingest.pipeline import DocumentOutcome, IngestPipeline, IngestSummary
+from ingest.source_store import rereadable
 from ingest.sources import SourceFailure, SourceOptions, read_path
+from schemas.documents import SourceDocument
 from services.wiring import Components
 
 
@@ -35,3 +38,30 @@ def promote_if_complete(comps: Components) -> str:
                 f"generations; the alias stays on {current} until they are re-ingested")
     comps.index.set_alias(comps.alias, target)
     return f"alias {comps.alias} now serves {target}" + (f" (was {current})" if current else "")
+
+
+def reindex(comps: Components, pipeline: IngestPipeline,
+            on_document: Callable[[DocumentOutcome], None] | None = None) -> IngestSummary:
+    """Build the configured generation for every document indexed only in an older one,
+    from stored bytes (uploads, inline text, fetched pages) or the source file, reusing
+    cached embeddings; the caller then moves the alias (``promote_if_complete``)."""
+    pending = [r for r in comps.registry.indexed() if r.collection != pipeline.collection]
+    summary = IngestSummary()
+    for record in pending:
+        if rereadable(record.source_uri) and Path(record.source_uri).is_file():
+            source = read_path(Path(record.source_uri), SourceOptions(record.tenant, tuple(record.access_tags)))
+            if isinstance(source, SourceDocument):
+                source = SourceDocument(source.source_uri, source.data, record.tenant, record.document_id,
+                                        tuple(record.access_tags), metadata=record.metadata)
+        else:
+            data = comps.source_store.get(record.tenant, record.version)
+            source = (SourceDocument(record.source_uri, data, record.tenant, record.document_id,
+                                     tuple(record.access_tags), metadata=record.metadata) if data is not None
+                      else SourceFailure(record.source_uri, "its bytes were not kept and its source cannot be "
+                                                            "re-read: ingest it again"))
+        outcome = (DocumentOutcome(source.source_uri, "failed", record.document_id, error=source.error)
+                   if isinstance(source, SourceFailure) else pipeline.ingest_one(source))
+        summary.add(outcome)
+        if on_document:
+            on_document(outcome)
+    return summary

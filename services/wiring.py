@@ -18,6 +18,7 @@ from ingest.extract import ExtractionLimits, detect
 from ingest.fetch import FetchPolicy
 from ingest.pipeline import IngestPipeline
 from ingest.registry import DocumentRegistry
+from ingest.source_store import SourceStore
 from lineage import IcebergLanding, OutboxRelay, RelayWorker, SqlChunkArchive, SqlLineageStore
 from lineage.iceberg import resolve_catalog_properties
 from retrieval.index.base import collection_name
@@ -30,6 +31,9 @@ from services.settings import Settings
 
 #: Bumped when extraction output changes in a way that should re-index everything.
 EXTRACTION_VERSION = 1
+#: Bumped when how point ids are derived changes (2: chunk ids scoped by tenant), so an
+#: existing index is rebuilt as a new generation (``ragline reindex``) instead of mixing rules.
+IDENTITY_VERSION = 2
 _PARSERS = ("pdfplumber", "trafilatura", "unstructured")
 
 
@@ -162,7 +166,8 @@ class Components:
     def pipeline_fingerprint(self) -> str:
         parsers = {name: _version(name) for name in _PARSERS}
         return ids.fingerprint({
-            "extraction": EXTRACTION_VERSION, "parsers": parsers, "chunking": self.chunkers.fingerprint_config(),
+            "extraction": EXTRACTION_VERSION, "identity": IDENTITY_VERSION, "parsers": parsers,
+            "chunking": self.chunkers.fingerprint_config(),
             "embedding": self.embedder.model_version,
             "over_long": self.settings.embedding.batching.over_long.value,
         })
@@ -201,7 +206,19 @@ class Components:
             chunker_for=self.chunkers, embedder=self.embedding_client(), index=self.index,
             registry=self.registry, collection=self.collection, pipeline_fingerprint=self.pipeline_fingerprint,
             archive=self.chunk_archive, on_change=self.lineage.record_document_change,
+            source_store=self.source_store, also_to=self.coexisting_generations,
         )
+
+    @cached_property
+    def source_store(self) -> SourceStore:
+        return SourceStore(self.settings.home / "sources")
+
+    @property
+    def coexisting_generations(self) -> tuple[str, ...]:
+        """The generation still serving queries while the configured one is built: every
+        write reaches it too, so a new upload is found before the alias moves."""
+        serving = self.serving_collection
+        return (serving,) if serving != self.collection else ()
 
     @cached_property
     def lineage(self) -> SqlLineageStore:

@@ -219,7 +219,7 @@ def test_reconcile_finds_drift_and_repairs_it(make_components: MakeComponents) -
     vector = [1.0] + [0.0] * (comps.embedder.dimensions - 1)
 
     def point(document_id: str, version: str, n: int) -> IndexedPoint:
-        return IndexedPoint(chunk_id=ids.chunk_id(document_id, version, "drift", n), vector=vector, payload={
+        return IndexedPoint(chunk_id=ids.chunk_id("t", document_id, version, "drift", n), vector=vector, payload={
             "tenant": "t", "document_id": document_id, "document_version": version, "text": "drift"})
 
     index.upsert(collection, [

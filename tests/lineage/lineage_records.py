@@ -24,7 +24,7 @@ def make_answer(tenant: str = "acme", *, documents: tuple[str, ...] = ("doc-a", 
     for rank in range(1, sources + 1):
         doc = documents[(rank - 1) % len(documents)]
         ver = doc_version(doc, version)
-        refs.append(RetrievedRef(chunk_id=ids.chunk_id(doc, ver, "fp", rank), document_id=doc, document_version=ver,
+        refs.append(RetrievedRef(chunk_id=ids.chunk_id("t", doc, ver, "fp", rank), document_id=doc, document_version=ver,
                                  source_uri=f"file:///corpus/{doc}.md", rank=rank, score=1.0 - rank / 10,
                                  cited=rank == 1))
     values: dict[str, Any] = {

@@ -59,7 +59,7 @@ def axis(i: int, tilt: float = 0.0) -> list[float]:
 
 def point(doc: str, n: int, vector: list[float], *, tenant: str = "t", version: str = "v1",
           tags: tuple[str, ...] = (), media_type: str = "text/plain", text: str | None = None) -> IndexedPoint:
-    return IndexedPoint(chunk_id=ids.chunk_id(doc, version, "fp", n), vector=vector, payload={
+    return IndexedPoint(chunk_id=ids.chunk_id("t", doc, version, "fp", n), vector=vector, payload={
         "tenant": tenant, "document_id": doc, "document_version": version, "source_uri": f"file:///{doc}",
         "media_type": media_type, "access_tags": list(tags), "chunk_index": n, "text": text or f"{doc}#{n}",
     })
@@ -215,7 +215,7 @@ def test_edge_optimize_builds_hnsw_and_search_still_works(tmp_path: Path) -> Non
     index = QdrantEdgeIndex(tmp_path / "edge", HnswConfig(m=8, ef_construct=16))
     index.ensure_collection(COLLECTION, dim)
     vectors = np.random.default_rng(3).standard_normal((n, dim)).astype(np.float32)
-    chunk_ids = [ids.chunk_id(f"d{i % 10}", "v1", "fp", i) for i in range(n)]
+    chunk_ids = [ids.chunk_id("t", f"d{i % 10}", "v1", "fp", i) for i in range(n)]
     payloads = [{"tenant": "t" if i % 2 else "u", "document_id": f"d{i % 10}", "document_version": "v1",
                  "access_tags": [], "chunk_index": i} for i in range(n)]
     index.upsert_arrays(COLLECTION, chunk_ids, vectors, payloads)
