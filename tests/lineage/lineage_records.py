@@ -24,9 +24,9 @@ def make_answer(tenant: str = "acme", *, documents: tuple[str, ...] = ("doc-a", 
     for rank in range(1, sources + 1):
         doc = documents[(rank - 1) % len(documents)]
         ver = doc_version(doc, version)
-        refs.append(RetrievedRef(chunk_id=ids.chunk_id("t", doc, ver, "fp", rank), document_id=doc, document_version=ver,
-                                 source_uri=f"file:///corpus/{doc}.md", rank=rank, score=1.0 - rank / 10,
-                                 cited=rank == 1))
+        refs.append(RetrievedRef(chunk_id=ids.chunk_id("t", doc, ver, "fp", rank), document_id=doc,
+                                 document_version=ver, source_uri=f"file:///corpus/{doc}.md", rank=rank,
+                                 score=1.0 - rank / 10, cited=rank == 1))
     values: dict[str, Any] = {
         "answer_id": answer_id or ids.uuid7(), "tenant": tenant, "created_at": created, "status": "complete",
         "endpoint": "/v1/query", "request_id": "req-1", "query": "How fast must a sev-1 incident be acknowledged?",
