@@ -143,6 +143,38 @@ class LineageSettings(_Group):
     relay: RelaySettings = RelaySettings()
 
 
+class KafkaSettings(_Group):
+    """The Kafka event log (``RAGLINE_KAFKA__*``). With no ``bootstrap`` the embedded default
+    stays: the relay lands outbox rows straight into the local Iceberg tables."""
+
+    bootstrap: str | None = Field(None, description="host:port[,host:port]; set: the relay publishes to Kafka "
+                                                     "and only `ragline lander` writes Iceberg")
+    max_inline_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest record sent inline")
+    answers_topic: str = "ragline.lineage.answers"
+    documents_topic: str = "ragline.lineage.documents"
+    dlq_topic: str = Field("ragline.lineage.dlq", description="lineage records the lander cannot land")
+    partitions: int = Field(3, ge=1, description="partitions of the topics ragline creates")
+    replication_factor: int = Field(1, ge=1)
+    linger_ms: int = Field(20, ge=0)
+    batch_size: int = Field(1024 * 1024, ge=1024, description="producer batch bytes per partition")
+    compression: Literal["none", "gzip", "zstd", "lz4", "snappy"] = "none"
+    retries: int = Field(5, ge=1, description="producer retries per batch (bounded by delivery_timeout_ms too)")
+    request_timeout_ms: int = Field(15_000, ge=100)
+    delivery_timeout_ms: int = Field(30_000, ge=100, description="a send not acknowledged by then fails")
+    max_block_ms: int = Field(10_000, ge=0, description="how long a send waits for metadata of a down broker")
+    lander_group: str = "ragline-lander"
+    lander_batch_size: int = Field(5000, ge=1, description="records per Iceberg commit")
+    lander_max_age_s: float = Field(5.0, ge=0, description="commit a smaller batch once its first record is this old")
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    max_poll_records: int = Field(5000, ge=1)
+    fetch_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAGLINE_", env_nested_delimiter="__", toml_file="ragline.toml", extra="forbid", frozen=True,
@@ -160,6 +192,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     generation: GenerationSettings = GenerationSettings()
     lineage: LineageSettings = LineageSettings()
+    kafka: KafkaSettings = KafkaSettings()
 
     @classmethod
     def settings_customise_sources(
