@@ -48,14 +48,16 @@ def _iso(moment: datetime) -> str:
     return utc(moment).isoformat().replace("+00:00", "Z")
 
 
-def answer_data(answer: AnswerRecord, *, keep_query_text: bool) -> dict[str, Any]:
-    """The ``ai.ragline.answer.generated.v1`` payload (field names from DESIGN.md)."""
+def answer_data(answer: AnswerRecord, *, keep_query_text: bool, query_sha256: str | None = None) -> dict[str, Any]:
+    """The ``ai.ragline.answer.generated.v1`` payload (field names from DESIGN.md). ``query_sha256``
+    is given when the record was rebuilt from rows that keep only the query's hash."""
     refs = sorted(answer.retrieved, key=lambda r: r.rank)
     documents: dict[tuple[str, str], None] = {(r.document_id, r.document_version): None for r in refs}
     return {
         "answer_id": answer.answer_id, "tenant": answer.tenant, "status": answer.status,
         "endpoint": answer.endpoint, "request_id": answer.request_id,
-        "query": answer.query if keep_query_text else None, "query_sha256": ids.text_hash(answer.query),
+        "query": answer.query if keep_query_text else None,
+        "query_sha256": query_sha256 or ids.text_hash(answer.query),
         "answer_sha256": ids.text_hash(answer.answer_text),
         "retrieved": [{"chunk_id": r.chunk_id, "document_id": r.document_id, "document_version": r.document_version,
                        "source_uri": r.source_uri, "rank": r.rank, "score": r.score, "cited": r.cited}
@@ -72,7 +74,8 @@ def answer_data(answer: AnswerRecord, *, keep_query_text: bool) -> dict[str, Any
     }
 
 
-def build_answer_event(answer: AnswerRecord, *, deployment: str, keep_query_text: bool) -> CloudEvent:
+def build_answer_event(answer: AnswerRecord, *, deployment: str, keep_query_text: bool,
+                       query_sha256: str | None = None) -> CloudEvent:
     """The lineage CloudEvent of a finished answer; its ``id`` is the answer_id."""
     if answer.status == "streaming":
         raise InvalidEventError(f"answer {answer.answer_id}: a streaming answer has no event until it finishes")
@@ -84,7 +87,7 @@ def build_answer_event(answer: AnswerRecord, *, deployment: str, keep_query_text
     }
     if answer.traceparent:
         attributes["traceparent"] = answer.traceparent
-    return CloudEvent(attributes, answer_data(answer, keep_query_text=keep_query_text))
+    return CloudEvent(attributes, answer_data(answer, keep_query_text=keep_query_text, query_sha256=query_sha256))
 
 
 def document_event_id(change: DocumentChange) -> str:

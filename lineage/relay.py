@@ -13,6 +13,12 @@ a high-water mark would silently skip it.
 Batching: a batch is landed once ``batch_size`` rows are pending or the oldest pending
 row is ``max_age_s`` old (few large Iceberg commits, bounded latency); ``drain`` lands
 everything now. Pending rows are taken oldest first.
+
+Streams whose process died mid-stream (SIGKILL, OOM) would stay ``streaming`` with no
+event for ever; given the store, each pass first finalizes streams begun more than
+``stream_stale_s`` ago as ``incomplete`` with their event (the event of a stream cut
+short), which the same pass can then deliver. ``stream_stale_s`` must exceed the
+generation timeout, so that a live stream of another replica is never cut.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from lineage.base import OutboxEvent, RelayTarget
 from lineage.errors import store_error
 from lineage.events import utc
+from lineage.store import SqlLineageStore
 from lineage.tables import outbox, outbox_pending
 from schemas import ids
 from schemas.errors import RaglineError
@@ -41,13 +48,17 @@ class RelayReport:
     delivered: int = 0  # outbox rows marked sent
     written: int = 0  # events newly written by the target (less on a redelivery)
     taken_over: int = 0  # stale batches of a dead relay delivered again
+    streams_finalized: int = 0  # streams of a dead process finalized as incomplete (their events queued)
 
 
 class OutboxRelay:
     def __init__(self, engine: Engine, target: RelayTarget, *, batch_size: int = 10_000, max_age_s: float = 5.0,
-                 claim_timeout_s: float = 60.0) -> None:
+                 claim_timeout_s: float = 60.0, streams: SqlLineageStore | None = None,
+                 stream_stale_s: float = 300.0) -> None:
         self._engine = engine
         self._target = target
+        self._streams = streams
+        self._stream_stale_s = stream_stale_s
         self._batch_size = batch_size
         self._max_age = timedelta(seconds=max_age_s)
         self._claim_timeout = timedelta(seconds=claim_timeout_s)
@@ -58,8 +69,11 @@ class OutboxRelay:
         return self.run_once(force=True)
 
     def run_once(self, *, force: bool = False) -> RelayReport:
-        """Finish stale or own unfinished batches, then land new batches while one is due."""
+        """Finalize stale streams, finish stale or own unfinished batches, then land new
+        batches while one is due."""
         report = RelayReport()
+        if self._streams is not None:
+            report.streams_finalized = len(self._streams.finalize_stale_streams(self._stream_stale_s))
         for batch_id in self._batches_to_finish():
             self._finish(batch_id, report)
             report.taken_over += 1
@@ -178,5 +192,8 @@ class RelayWorker:
         except RaglineError as exc:  # transient store/lake trouble: the rows stay pending for the next pass
             log.warning("lineage relay pass failed: %s", exc)
             return
+        if report.streams_finalized:
+            log.warning("lineage relay: %d streams left unfinished by a dead process finalized as incomplete",
+                        report.streams_finalized)
         if report.delivered:
             log.info("lineage relay: %d events delivered in %d batches", report.delivered, report.batches)

@@ -15,21 +15,24 @@ VALUES) sent with its COMMIT in one pipelined round trip.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
-from sqlalchemy import Column, Connection, Dialect, Engine, Insert, Table, select, update
+from sqlalchemy import Column, Connection, Dialect, Engine, Insert, Table, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from lineage import events
-from lineage.errors import AnswerStateError, DuplicateAnswerError, store_error
+from lineage.errors import AnswerStateError, DuplicateAnswerError, LineageError, store_error
 from lineage.tables import answer_documents, answer_sources, answers, outbox, outbox_pending
 from schemas import ids
 from schemas.lineage import AnswerRecord, DocumentChange, RetrievedRef, TokenUsage
+
+log = logging.getLogger(__name__)
 
 
 class SqlLineageStore:
@@ -75,6 +78,46 @@ class SqlLineageStore:
                 raise AnswerStateError(f"answer {answer.answer_id} is not streaming (never begun or already finished)")
             self._mark_cited(conn, answer)
             self._insert_event(conn, self._answer_event(answer))
+
+    def finalize_stale_streams(self, older_than_s: float, limit: int = 500) -> list[str]:
+        """Finalize streams begun more than ``older_than_s`` ago and never finished (their
+        process died mid-stream) as ``incomplete``, each with its outbox event: the event of a
+        stream cut short. Returns their answer ids. Each is a compare-and-swap from
+        ``streaming``: two relays never finalize one stream twice, and a live stream finishing
+        after it only loses that race (its ``finish_stream`` is an :class:`AnswerStateError`)."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        # The literal lets SQLite and PostgreSQL use the partial index of streaming rows.
+        query = (select(answers.c.answer_id)
+                 .where(answers.c.status == literal_column("'streaming'"), answers.c.created_at <= cutoff)
+                 .order_by(answers.c.created_at).limit(limit))
+        try:
+            with self._engine.connect() as conn:
+                stale = list(conn.execute(query).scalars())
+        except SQLAlchemyError as exc:
+            raise store_error("finding stale streams", exc) from exc
+        finalized = []
+        for answer_id in stale:
+            try:
+                if self._finalize_stale(answer_id):
+                    finalized.append(answer_id)
+            except LineageError as exc:  # one bad row never blocks the others; it is retried next pass
+                log.warning("finalizing stale stream %s failed: %s", answer_id, exc)
+        return finalized
+
+    def _finalize_stale(self, answer_id: str) -> bool:
+        with self._transaction(answer_id) as conn:
+            done = conn.execute(update(answers).where(answers.c.answer_id == answer_id, answers.c.status == "streaming")
+                                .values(status="incomplete", finished_at=datetime.now(UTC)))
+            if done.rowcount != 1:
+                return False  # finished meanwhile, by its own process or another relay
+            row = conn.execute(select(answers).where(answers.c.answer_id == answer_id)).mappings().one()
+            refs = conn.execute(select(answer_sources).where(answer_sources.c.answer_id == answer_id)
+                                .order_by(answer_sources.c.rank)).mappings().all()
+            record = record_from_rows(row, refs)
+            self._insert_event(conn, events.build_answer_event(
+                record, deployment=self._deployment, keep_query_text=self.keeps_query_text(record),
+                query_sha256=row["query_sha256"]))
+        return True
 
     def find_answer(self, tenant: str, answer_id: str) -> AnswerRecord | None:
         try:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from schemas.storage import NAMING_CONVENTION
@@ -56,6 +57,9 @@ answers = Table(
     Column("response", JSON),  # the API response body, returned again to a retried Idempotency-Key
     Column("request_fingerprint", String(64)),  # the request behind an Idempotency-Key (0004)
     Index(None, "tenant", "created_at"),
+    # Only the streams in flight: what the relay scans for streams whose process died (0004).
+    Index("ix_answers_streaming", "created_at", sqlite_where=text("status = 'streaming'"),
+          postgresql_where=text("status = 'streaming'")),
 )
 
 answer_sources = Table(

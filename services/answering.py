@@ -8,8 +8,11 @@ answer whose lineage was not written.
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
-from collections.abc import Iterator
+from collections import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,12 +21,13 @@ from lineage import DuplicateAnswerError
 from retrieval.prompts import PromptTemplate
 from retrieval.retriever import Retriever
 from schemas import ids
-from schemas.errors import TerminalError
+from schemas.errors import RaglineError, TerminalError
 from schemas.lineage import AnswerRecord, AnswerStatus, RetrievedRef, TokenUsage
 from schemas.protocols import Generator, LineageSink
 from schemas.retrieval import Generation, RetrievedChunk, SearchFilter
 
 QUOTE_CHARS = 300
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,44 @@ class AnswerOutcome:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+class AnswerStream:
+    """A streamed answer whose rows are already committed: iterate it for its events;
+    ``close()`` ends it early (the generator's upstream stream is closed and the rows are
+    finalized ``incomplete``). One thread at a time pulls events; ``close()`` may come from
+    another (the server noticing a disconnect): it waits for an event in flight, then closes."""
+
+    def __init__(self, answer_id: str, events: abc.Generator[tuple[str, dict[str, Any]]],
+                 replayed: bool = False) -> None:
+        self.answer_id = answer_id
+        self.replayed = replayed
+        self._events = events
+        self._lock = threading.Lock()
+        # Started at once: a generator closed before its first event would skip its ``finally``.
+        self._first: tuple[str, dict[str, Any]] | None = next(events)
+
+    def __iter__(self) -> AnswerStream:
+        return self
+
+    def __next__(self) -> tuple[str, dict[str, Any]]:
+        with self._lock:
+            first, self._first = self._first, None
+            return first if first is not None else next(self._events)
+
+    def close(self) -> None:
+        """Idempotent; a stream already finished is left as it is."""
+        with self._lock:
+            try:
+                self._events.close()
+            except RaglineError as exc:  # the rows stay ``streaming``; the relay finalizes them once stale
+                log.warning("answer %s: finalizing the stream failed: %s", self.answer_id, exc)
+
+
+def _replayed(answer_id: str, payload: dict[str, Any]) -> abc.Generator[tuple[str, dict[str, Any]]]:
+    yield "start", {"answer_id": answer_id}
+    yield "delta", {"text": payload["answer"]}
+    yield "done", payload
+
+
 class AnswerService:
     def __init__(self, retriever: Retriever, generator: Generator, template: PromptTemplate,
                  lineage: LineageSink, min_score: float) -> None:
@@ -108,33 +150,48 @@ class AnswerService:
         payload["timings"] = {k: round(v, 3) for k, v in timings.items()}
         return AnswerOutcome(payload, status, timings_ms=timings)
 
-    def stream(self, req: AnswerRequest) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Yields ("start", {"answer_id"}), ("delta", {"text"})…, then ("done", payload). The
-        rows are committed (status ``streaming``) before the first event; a stream cut short
-        is finalized as ``incomplete``."""
+    def open_stream(self, req: AnswerRequest, on_done: Callable[[dict[str, Any]], None] | None = None) -> AnswerStream:
+        """Everything that can refuse the request happens here, before a byte is sent: the
+        Idempotency-Key check, retrieval, and the commit of the rows (status ``streaming``).
+        The stream then yields ("start", {"answer_id"}), ("delta", {"text"})…, ("done", payload);
+        one ended early is finalized as ``incomplete``. ``on_done`` sees a new answer's payload."""
         answer_id = ids.answer_id(req.search_filter.tenant, req.idempotency_key)
         replay = self._replay(req, answer_id)
-        if replay:
-            yield "start", {"answer_id": answer_id}
-            yield "delta", {"text": replay.payload["answer"]}
-            yield "done", replay.payload
-            return
-        chunks, evidence, timings, retrieved_at = self._gather(req)
-        pending = Generation(text="", model_version=self.generator.model_version)
-        self.lineage.begin_stream(self._record(req, answer_id, "streaming", pending, chunks, timings, retrieved_at,
-                                               None))
-        yield "start", {"answer_id": answer_id}
+        if replay is None:
+            chunks, evidence, timings, retrieved_at = self._gather(req)
+            pending = Generation(text="", model_version=self.generator.model_version)
+            try:
+                self.lineage.begin_stream(self._record(req, answer_id, "streaming", pending, chunks, timings,
+                                                       retrieved_at, None))
+            except DuplicateAnswerError:
+                replay = self._replay(req, answer_id)  # a retry with the same key committed first
+                if replay is None:
+                    raise
+            else:
+                return AnswerStream(answer_id, self._stream(req, answer_id, chunks, evidence, timings, retrieved_at,
+                                                            on_done))
+        return AnswerStream(answer_id, _replayed(answer_id, replay.payload), replayed=True)
+
+    def _stream(self, req: AnswerRequest, answer_id: str, chunks: list[RetrievedChunk],
+                evidence: list[RetrievedChunk], timings: dict[str, float], retrieved_at: datetime,
+                on_done: Callable[[dict[str, Any]], None] | None) -> abc.Generator[tuple[str, dict[str, Any]]]:
+        """The events of a begun stream; its ``finally`` finalizes the rows however it ends
+        (exhausted, an error, or closed: then the generator's own stream is closed first)."""
         parts: list[str] = []
-        t0 = time.perf_counter()
         final: Generation | None = None
+        generation = self._generate_stream(req, evidence)
+        t0 = time.perf_counter()
         try:
-            for item in self._generate_stream(req, evidence):
+            yield "start", {"answer_id": answer_id}
+            t0 = time.perf_counter()
+            for item in generation:
                 if isinstance(item, Generation):
                     final = item
                 else:
                     parts.append(item)
                     yield "delta", {"text": item}
         finally:
+            generation.close()  # ended early: the generator's upstream stream is closed before the rows
             timings["generate_ms"] = (time.perf_counter() - t0) * 1000
             result = final or Generation(text="".join(parts), model_version=self.generator.model_version)
             status: AnswerStatus = ("no_answer" if result.no_answer else "complete") if final else "incomplete"
@@ -142,6 +199,8 @@ class AnswerService:
             payload["status"] = status
             self.lineage.finish_stream(
                 self._record(req, answer_id, status, result, chunks, timings, retrieved_at, payload))
+        if on_done is not None:
+            on_done(payload)
         yield "done", payload
 
     def _replay(self, req: AnswerRequest, answer_id: str) -> AnswerOutcome | None:
@@ -170,7 +229,8 @@ class AnswerService:
             return self._no_answer()
         return self.generator.generate(req.query, evidence, self.template.render(req.query, evidence))
 
-    def _generate_stream(self, req: AnswerRequest, evidence: list[RetrievedChunk]) -> Iterator[str | Generation]:
+    def _generate_stream(self, req: AnswerRequest,
+                         evidence: list[RetrievedChunk]) -> abc.Generator[str | Generation]:
         if not evidence:
             result = self._no_answer()
             yield result.text

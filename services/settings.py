@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -141,6 +141,9 @@ class LineageSettings(_Group):
         default_factory=dict, description="pyiceberg catalog properties; default: SQL catalog on SQLite under home")
     namespace: str = "lineage"
     relay: RelaySettings = RelaySettings()
+    stream_stale_s: float = Field(
+        300.0, gt=0, description="the relay finalizes a stream begun this long ago and never finished (its process "
+        "died) as incomplete; must exceed the generation timeout")
 
 
 class KafkaSettings(_Group):
@@ -201,6 +204,14 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, TomlConfigSettingsSource(settings_cls), file_secret_settings
+
+    @model_validator(mode="after")
+    def _streams_outlive_generation(self) -> Settings:
+        stale, timeout = self.lineage.stream_stale_s, self.generation.timeout_s
+        if stale <= timeout:
+            raise ValueError(f"RAGLINE_LINEAGE__STREAM_STALE_S={stale:g} must exceed RAGLINE_GENERATION__TIMEOUT_S="
+                             f"{timeout:g}: a stream younger than that may still be live on another replica")
+        return self
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -243,7 +243,8 @@ class Components:
         """Outbox -> Iceberg (the embedded default; a Kafka target would plug in here)."""
         cfg = self.settings.lineage.relay
         return OutboxRelay(self.engine, self.lineage_lake, batch_size=cfg.batch_size, max_age_s=cfg.max_age_s,
-                           claim_timeout_s=cfg.claim_timeout_s)
+                           claim_timeout_s=cfg.claim_timeout_s, streams=self.lineage,
+                           stream_stale_s=self.settings.lineage.stream_stale_s)
 
     def relay_worker(self) -> RelayWorker:
         """The background relay of ``ragline serve``: ``start()`` in the lifespan, ``stop()`` at shutdown."""

@@ -41,17 +41,19 @@ class OpenAIChatGenerator:
 
     def stream(self, query: str, chunks: Sequence[RetrievedChunk],
                messages: list[dict[str, str]]) -> Iterator[str | Generation]:
+        """Closing this generator early (a client gone) closes the HTTP stream to the endpoint."""
         parts: list[str] = []
         prompt_tokens = completion_tokens = 0
         model = self.model
-        for event in self._call(stream=True, messages=messages):
-            model = event.model or model
-            if event.usage:
-                prompt_tokens, completion_tokens = event.usage.prompt_tokens, event.usage.completion_tokens
-            for choice in event.choices:
-                if choice.delta and choice.delta.content:
-                    parts.append(choice.delta.content)
-                    yield choice.delta.content
+        with self._call(stream=True, messages=messages) as events:
+            for event in events:
+                model = event.model or model
+                if event.usage:
+                    prompt_tokens, completion_tokens = event.usage.prompt_tokens, event.usage.completion_tokens
+                for choice in event.choices:
+                    if choice.delta and choice.delta.content:
+                        parts.append(choice.delta.content)
+                        yield choice.delta.content
         text = "".join(parts)
         yield Generation(text=text, cited_ranks=_cited(text, len(chunks)), model_version=f"openai-chat:{model}",
                          prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)

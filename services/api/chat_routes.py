@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.answering import AnswerRequest
 from services.api.deps import Caller, require_role
 from services.api.models import CleanStr, Filters
 from services.api.runtime import InvalidField, Runtime, get_runtime
+from services.api.streaming import AnswerEventStream
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 FOLLOW_UP_WORDS = 12
@@ -88,7 +88,8 @@ def chat_completions(body: ChatCompletionRequest, caller: Annotated[Caller, Depe
     )
     created = int(time.time())
     if body.stream:
-        return StreamingResponse(_chunks(rt, req, created), media_type="text/event-stream")
+        stream = rt.open_stream(req)  # before the response: a refusal is a problem, not an empty 200
+        return AnswerEventStream(stream, _chunks(stream, rt.answers.generator.model_version, created))
     payload = rt.answer(req).payload
     return {
         "id": f"chatcmpl-{payload['answer_id']}", "object": "chat.completion", "created": created,
@@ -99,11 +100,10 @@ def chat_completions(body: ChatCompletionRequest, caller: Annotated[Caller, Depe
     }
 
 
-def _chunks(rt: Runtime, req: AnswerRequest, created: int) -> Iterator[str]:
+def _chunks(events: Iterable[tuple[str, dict[str, Any]]], model: str, created: int) -> Iterator[str]:
     chunk_id = ""
-    model = rt.answers.generator.model_version
     role_sent = False
-    for name, data in rt.stream_answer(req):
+    for name, data in events:
         if name == "start":
             chunk_id = f"chatcmpl-{data['answer_id']}"
         elif name == "delta":

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import StreamingResponse
 
 from services.answering import AnswerRequest
 from services.api.deps import Caller, require_role
 from services.api.models import QueryRequest, QueryResponse, RetrieveRequest, RetrieveResponse
 from services.api.runtime import Runtime, get_runtime
+from services.api.streaming import AnswerEventStream
 
 router = APIRouter(prefix="/v1", tags=["query"])
 Reader = Annotated[Caller, Depends(require_role("reader"))]
@@ -40,7 +40,8 @@ def query(body: QueryRequest, caller: Reader, rt: RuntimeDep, request: Request,
         store_query_text=rt.stores_query_text(caller.tenant), traceparent=request.state.traceparent,
     )
     if body.stream:
-        return StreamingResponse(_sse(rt.stream_answer(req)), media_type="text/event-stream")
+        stream = rt.open_stream(req)  # before the response: a refusal is a problem, not an empty 200
+        return AnswerEventStream(stream, _sse(stream))
     return rt.answer(req).payload
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 from fastapi import Request
@@ -12,7 +11,7 @@ from ingest.pipeline import DocumentOutcome
 from retrieval.prompts import load_template
 from retrieval.retriever import Retriever
 from schemas.documents import SourceDocument
-from services.answering import AnswerOutcome, AnswerRequest, AnswerService
+from services.answering import AnswerOutcome, AnswerRequest, AnswerService, AnswerStream
 from services.api.jobs import JobRunner
 from services.api.metrics import Metrics
 from services.wiring import Components, build_generator
@@ -72,12 +71,12 @@ class Runtime:
             self.metrics.observe_answer(req.endpoint, outcome.status, outcome.timings_ms, outcome.payload["model"])
         return outcome
 
-    def stream_answer(self, req: AnswerRequest) -> Iterator[tuple[str, dict[str, Any]]]:
-        for name, data in self.answers.stream(req):
-            if name == "done":
-                self.metrics.observe_answer(req.endpoint, data.get("status", "complete"), data["timings"],
-                                            data["model"])
-            yield name, data
+    def open_stream(self, req: AnswerRequest) -> AnswerStream:
+        """Retrieval done and rows committed (``streaming``) before the response starts."""
+        def observe(done: dict[str, Any]) -> None:
+            self.metrics.observe_answer(req.endpoint, done["status"], done["timings"], done["model"])
+
+        return self.answers.open_stream(req, on_done=observe)
 
     def close(self) -> None:
         self.jobs.close()

@@ -1,6 +1,8 @@
 """A process the crash test SIGKILLs: ``write URL`` records answers in a loop and prints
 each answer_id once its transaction committed (what a client would have received);
-``relay URL LAKE`` drains the outbox into Iceberg in small batches."""
+``stream URL`` begins a streamed answer, prints its id (the client has its first event)
+and is killed before finishing it; ``relay URL LAKE`` drains the outbox into Iceberg in
+small batches."""
 
 from __future__ import annotations
 
@@ -23,6 +25,13 @@ def main(mode: str, url: str, lake: str | None = None) -> None:
             answer = make_answer(documents=("doc-a", "doc-b", "doc-c"))
             store.record_answer(answer)
             print(answer.answer_id, flush=True)
+    elif mode == "stream":
+        store = SqlLineageStore(engine)
+        print("ready", flush=True)
+        answer = make_answer(status="streaming", answer_text="", response=None)
+        store.begin_stream(answer)
+        print(answer.answer_id, flush=True)
+        time.sleep(3600)  # mid-stream: the generator is still producing when the kill lands
     else:
         assert lake is not None
         landing = IcebergLanding("test", default_catalog_properties(Path(lake))).open()

@@ -1,5 +1,6 @@
 """SIGKILL mid-burst: every answer a client received has its rows and, once the relay
-drained, exactly one Iceberg row; a relay killed mid-drain loses and duplicates nothing."""
+drained, exactly one Iceberg row; a relay killed mid-drain loses and duplicates nothing;
+a stream killed mid-way is finalized ``incomplete`` by the relay and lands once."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
-from lineage import IcebergLanding, OutboxRelay, default_catalog_properties
+from lineage import IcebergLanding, OutboxRelay, SqlLineageStore, default_catalog_properties
 from lineage.iceberg import ANSWER_TABLE
 from lineage.tables import answer_sources, answers, outbox
 
@@ -58,6 +59,29 @@ def test_sigkill_mid_burst_loses_and_duplicates_nothing(db_url: str, engine: Eng
     landed = lake_for(lake_dir).table(ANSWER_TABLE).scan().to_arrow()["event_id"].to_pylist()
     assert len(landed) == len(set(landed)) == len(recorded)
     assert set(landed) == recorded
+
+
+def test_sigkill_mid_stream_lands_the_answer_once_as_incomplete(db_url: str, engine: Engine,
+                                                                 tmp_path: Path) -> None:
+    streamer = start("stream", db_url)
+    assert streamer.stdout is not None
+    begun = streamer.stdout.readline().strip()  # the client saw the stream start
+    kill(streamer)
+    with engine.connect() as conn:
+        assert conn.execute(select(answers.c.status).where(answers.c.answer_id == begun)).scalar_one() == "streaming"
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar_one() == 0
+
+    # Relay passes (two relays, as two replicas would run) with a stale threshold of 0.
+    store = SqlLineageStore(engine)
+    first = OutboxRelay(engine, lake_for(tmp_path / "lake"), streams=store, stream_stale_s=0).drain()
+    second = OutboxRelay(engine, lake_for(tmp_path / "lake"), streams=store, stream_stale_s=0).drain()
+    assert (first.streams_finalized, first.delivered, second.streams_finalized, second.delivered) == (1, 1, 0, 0)
+
+    landed = lake_for(tmp_path / "lake").table(ANSWER_TABLE).scan().to_arrow()
+    assert landed["answer_id"].to_pylist() == [begun]
+    assert landed["status"].to_pylist() == ["incomplete"]
+    with engine.connect() as conn:
+        assert conn.execute(select(answers.c.status).where(answers.c.answer_id == begun)).scalar_one() == "incomplete"
 
 
 def lake_for(path: Path) -> IcebergLanding:

@@ -3,17 +3,28 @@ and age, compaction keeps every row, and the tables read with pyiceberg and Duck
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pyarrow.compute as pc
+import pytest
 from lineage_records import make_answer
 from sqlalchemy import Engine, func, insert, select, update
 
-from lineage import IcebergLanding, OutboxEvent, OutboxRelay, RelayWorker, SqlLineageStore
+from lineage import (
+    AnswerStateError,
+    IcebergLanding,
+    OutboxEvent,
+    OutboxRelay,
+    RelayReport,
+    RelayWorker,
+    SqlLineageStore,
+)
 from lineage.iceberg import ANSWER_TABLE, BATCH_PROPERTY, DOCUMENT_TABLE
 from lineage.tables import answers, outbox, outbox_pending
+from schemas import ids
 from schemas.lineage import DocumentChange
 
 
@@ -162,3 +173,33 @@ def test_a_repeated_event_is_not_queued_again_once_sent(
     assert sql_count(engine, outbox) == 1 and sql_count(engine, outbox_pending) == 0
     assert OutboxRelay(engine, lake).drain().delivered == 0
     assert lake.count(DOCUMENT_TABLE) == 1
+
+
+def test_streams_left_by_a_dead_process_are_finalized_incomplete_once(
+        store: SqlLineageStore, engine: Engine, lake: IcebergLanding) -> None:
+    """A stream whose process died stays ``streaming``; once older than ``stream_stale_s`` a
+    relay pass finalizes it as ``incomplete`` with its event, which lands exactly once. A
+    younger one (maybe live on another replica) is left alone."""
+    old = datetime.now(UTC) - timedelta(minutes=10)
+    dead = make_answer("private", status="streaming", answer_text="", response=None, created_at=old)
+    live = make_answer(status="streaming", answer_text="", response=None)
+    store.begin_stream(dead)
+    store.begin_stream(live)
+    relay = OutboxRelay(engine, lake, streams=store, stream_stale_s=300)
+
+    report = relay.drain()
+
+    assert (report.streams_finalized, report.delivered) == (1, 1)
+    with engine.connect() as conn:
+        statuses = dict(conn.execute(select(answers.c.answer_id, answers.c.status)).all())
+    assert statuses == {dead.answer_id: "incomplete", live.answer_id: "streaming"}
+    landed = lake.table(ANSWER_TABLE).scan().to_arrow()
+    assert landed["answer_id"].to_pylist() == [dead.answer_id] and landed["status"].to_pylist() == ["incomplete"]
+    data = json.loads(landed["event"][0].as_py())["data"]
+    assert data["query"] is None and data["query_sha256"] == ids.text_hash(dead.query)  # a hashing tenant
+    assert data["answer_sha256"] == ids.text_hash("") and len(data["retrieved"]) == 5
+    with pytest.raises(AnswerStateError):  # the dead stream can no longer finish
+        store.finish_stream(dead.model_copy(update={"status": "complete"}))
+    assert relay.drain() == RelayReport()  # nothing finalized or landed twice
+    store.finish_stream(live.model_copy(update={"status": "complete", "answer_text": "Done [1]."}))
+    assert relay.drain().delivered == 1 and lake.count(ANSWER_TABLE) == 2
