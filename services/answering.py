@@ -190,6 +190,10 @@ class AnswerService:
                 else:
                     parts.append(item)
                     yield "delta", {"text": item}
+            if final is not None and not final.text.strip():
+                final = self._no_answer(final)  # an empty answer is an abstention, said as one
+                parts.append(final.text)
+                yield "delta", {"text": final.text}
         finally:
             generation.close()  # ended early: the generator's upstream stream is closed before the rows
             timings["generate_ms"] = (time.perf_counter() - t0) * 1000
@@ -227,7 +231,8 @@ class AnswerService:
     def _generate(self, req: AnswerRequest, evidence: list[RetrievedChunk]) -> Generation:
         if not evidence:
             return self._no_answer()
-        return self.generator.generate(req.query, evidence, self.template.render(req.query, evidence))
+        generation = self.generator.generate(req.query, evidence, self.template.render(req.query, evidence))
+        return generation if generation.text.strip() else self._no_answer(generation)
 
     def _generate_stream(self, req: AnswerRequest,
                          evidence: list[RetrievedChunk]) -> abc.Generator[str | Generation]:
@@ -238,11 +243,18 @@ class AnswerService:
             return
         yield from self.generator.stream(req.query, evidence, self.template.render(req.query, evidence))
 
-    def _no_answer(self) -> Generation:
+    def _no_answer(self, empty: Generation | None = None) -> Generation:
+        """The abstention: no evidence above the threshold, or a generator that produced no
+        text from it (``empty``, whose model and token usage are kept)."""
+        if empty is None:
+            text = ("I don't know: none of the indexed documents you can read matches this question closely "
+                    f"enough (retrieval score threshold {self.min_score:g}).")
+        else:
+            text = "I don't know: the documents retrieved for this question contain no passage that answers it."
         return Generation(
-            text=("I don't know: none of the indexed documents you can read matches this question closely "
-                  f"enough (retrieval score threshold {self.min_score:g})."),
-            model_version=self.generator.model_version, no_answer=True,
+            text=text, model_version=empty.model_version if empty else self.generator.model_version, no_answer=True,
+            prompt_tokens=empty.prompt_tokens if empty else 0,
+            completion_tokens=empty.completion_tokens if empty else 0,
         )
 
     @staticmethod

@@ -42,7 +42,11 @@ class ExtractiveGenerator:
         self.max_sentences = max_sentences
 
     def generate(self, query: str, chunks: Sequence[RetrievedChunk], messages: list[dict[str, str]]) -> Generation:
+        """With no sentence in the chunks to quote (tables of figures, fragments) there is no
+        answer: ``no_answer`` and no text; the answer path words the abstention."""
         picked = self._select(query, chunks)
+        if not picked:
+            return Generation(text="", model_version=self.model_version, no_answer=True)
         quotes: dict[int, str] = {}
         for s in picked:
             quotes[s.rank] = f"{quotes[s.rank]} {s.text}" if s.rank in quotes else s.text
@@ -54,7 +58,7 @@ class ExtractiveGenerator:
     def stream(self, query: str, chunks: Sequence[RetrievedChunk],
                messages: list[dict[str, str]]) -> Iterator[str | Generation]:
         result = self.generate(query, chunks, messages)
-        for i, piece in enumerate(re.split(r"(?<=\]) ", result.text)):
+        for i, piece in enumerate(re.split(r"(?<=\]) ", result.text) if result.text else []):
             yield piece if i == 0 else " " + piece
         yield result
 

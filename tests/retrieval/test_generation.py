@@ -98,3 +98,12 @@ def test_openai_chat_generator_errors_are_classified() -> None:
     fake = FakeOpenAIChat([429])
     assert make_generator(fake, retries=1).generate("q", CHUNKS, [{"role": "user", "content": "q"}]).text
     assert len(fake.requests) == 2  # the SDK retried the 429 once
+
+
+def test_extractive_without_a_sentence_to_quote_abstains() -> None:
+    figures = [chunk(1, "Q3 12. Q4 14."), chunk(2, "Lot C. Gate 4.")]  # no sentence of 12 characters
+    for result in (ExtractiveGenerator().generate("lot c gate", figures, []),
+                   list(ExtractiveGenerator().stream("lot c gate", figures, []))[-1]):
+        assert isinstance(result, Generation)
+        assert result.no_answer and result.text == "" and result.cited_ranks == []
+    assert list(ExtractiveGenerator().stream("lot c gate", figures, []))[:-1] == []  # not even an empty delta
