@@ -43,6 +43,8 @@ def ingest(
     tag: Annotated[list[str] | None, typer.Option("--tag", help="access tag (repeatable)")] = None,
     estimate: Annotated[bool, typer.Option("--estimate", help="print tokens and cost; embed nothing")] = False,
     passwords: Annotated[Path | None, typer.Option("--passwords", help="JSON file: name -> PDF password")] = None,
+    follow_symlinks: Annotated[bool, typer.Option(
+        "--follow-symlinks", help="follow symlinks inside folders (only to targets inside the folder)")] = False,
 ) -> None:
     """Index documents: extract, chunk, embed and upsert; unchanged ones cost nothing."""
     comps = _components()
@@ -51,6 +53,7 @@ def ingest(
         tenant=tenant or settings.default_tenant, access_tags=tuple(tag or ()),
         passwords=load_passwords(passwords or settings.extraction.passwords_file),
         max_bytes=settings.extraction.max_bytes, fetch=build_fetch_policy(settings, operator=True),
+        follow_symlinks=follow_symlinks,
     )
     pipeline = comps.pipeline()
     with output.progress("ingesting", enabled=not as_json) as bar:
