@@ -39,6 +39,7 @@ from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform
 from pyiceberg.types import (
     BooleanType,
+    IntegerType,
     ListType,
     LongType,
     NestedField,
@@ -69,6 +70,14 @@ def _envelope(first_id: int) -> list[NestedField]:
     return [NestedField(first_id + i, n, t, required=True) for i, (n, t) in enumerate(zip(names, types, strict=True))]
 
 
+def _kafka_fields(first_id: int) -> list[NestedField]:
+    """Where the lander read the event (null when the relay landed it directly); optional, so
+    tables created before Kafka landing evolve by adding them (``IcebergLanding.open``)."""
+    names = ("kafka_topic", "kafka_partition", "kafka_offset")
+    types = (StringType(), IntegerType(), LongType())
+    return [NestedField(first_id + i, n, t) for i, (n, t) in enumerate(zip(names, types, strict=True))]
+
+
 ANSWER_SCHEMA = Schema(
     *_envelope(1),
     NestedField(6, "traceparent", StringType()),
@@ -81,7 +90,8 @@ ANSWER_SCHEMA = Schema(
     NestedField(13, "llm_model_version", StringType(), required=True),
     NestedField(14, "collection", StringType(), required=True),
     NestedField(15, "event", StringType(), required=True, doc="the whole CloudEvent, structured-mode JSON"),
-    NestedField(16, "outbox_seq", LongType(), required=True),
+    NestedField(16, "outbox_seq", LongType(), doc="null for an event of another producer"),
+    *_kafka_fields(17),
     identifier_field_ids=[1],
 )
 
@@ -94,7 +104,8 @@ DOCUMENT_SCHEMA = Schema(
     NestedField(10, "chunk_ids", ListType(30, StringType(), element_required=True), required=True),
     NestedField(11, "forgotten", BooleanType(), required=True),
     NestedField(12, "event", StringType(), required=True, doc="the whole CloudEvent, structured-mode JSON"),
-    NestedField(13, "outbox_seq", LongType(), required=True),
+    NestedField(13, "outbox_seq", LongType(), doc="null for an event of another producer"),
+    *_kafka_fields(14),
     identifier_field_ids=[1],
 )
 
@@ -141,12 +152,12 @@ class IcebergLanding:
 
     def open(self) -> IcebergLanding:
         """Connect to the catalog and create the namespace and tables when missing."""
-        with _translated("opening the lineage catalog"):
+        with translated_landing("opening the lineage catalog"):
             catalog = load_catalog(self._catalog_name, **self._properties)
             catalog.create_namespace_if_not_exists(self.namespace)
             for name, schema in ((ANSWER_TABLE, ANSWER_SCHEMA), (DOCUMENT_TABLE, DOCUMENT_SCHEMA)):
-                catalog.create_table_if_not_exists(f"{self.namespace}.{name}", schema=schema,
-                                                   partition_spec=_by_day(schema))
+                _evolve(catalog.create_table_if_not_exists(f"{self.namespace}.{name}", schema=schema,
+                                                           partition_spec=_by_day(schema)), schema)
         self._catalog = catalog
         return self
 
@@ -155,7 +166,7 @@ class IcebergLanding:
         if self._catalog is None:
             self.open()
         assert self._catalog is not None
-        with _translated(f"loading {self.namespace}.{name}"):
+        with translated_landing(f"loading {self.namespace}.{name}"):
             return self._catalog.load_table(f"{self.namespace}.{name}")
 
     def deliver(self, batch_id: str, events: Sequence[OutboxEvent]) -> int:
@@ -184,7 +195,7 @@ class IcebergLanding:
         unique = list({e.event_id: e for e in events}.values())
         # The table's own schema: the catalog reassigns field ids at creation.
         rows = _to_arrow(unique, table.schema().as_arrow(), data_fields)
-        with _translated(f"appending {len(unique)} events to {self.namespace}.{name}"):
+        with translated_landing(f"appending {len(unique)} events to {self.namespace}.{name}"):
             table.append(rows, snapshot_properties={BATCH_PROPERTY: batch_id,
                                                     SEQ_PROPERTY: str(max(e.seq for e in unique))})
         return len(unique)
@@ -197,13 +208,36 @@ class IcebergLanding:
         crowded = [(day, files) for day, files in days if files > 1]
         before = sum(files for _, files in days)
         if crowded:
-            with _translated(f"compacting {self.namespace}.{name}"), table.transaction() as tx:
+            with translated_landing(f"compacting {self.namespace}.{name}"), table.transaction() as tx:
                 for day, _ in crowded:
-                    window = _day_filter(day)
+                    window = day_filter(day)
                     rows = table.scan(row_filter=window).to_arrow()
                     tx.overwrite(rows, overwrite_filter=window, snapshot_properties={COMPACTION_PROPERTY: str(day)})
         return CompactionReport(f"{self.namespace}.{name}", len(crowded), before,
                                 before - sum(files for _, files in crowded) + len(crowded))
+
+
+def _evolve(table: Table, wanted: Schema) -> None:
+    """Bring a table created by an older ragline up to ``wanted``: add its missing optional
+    columns and relax ``outbox_seq`` to optional (both compatible changes)."""
+    current = table.schema()
+    names = {f.name for f in current.fields}
+    missing = [f for f in wanted.fields if f.name not in names]
+    relax = [f.name for f in current.fields if f.name == "outbox_seq" and f.required]
+    if not missing and not relax:
+        return
+    with table.update_schema() as update:
+        for field in missing:
+            update.add_column(field.name, field.field_type, doc=field.doc, required=False)
+        for name in relax:
+            update.update_column(name, required=False)
+
+
+def rows_for(name: str, events: Sequence[OutboxEvent], target: pa.Schema,
+             extra: dict[str, list[Any]] | None = None) -> pa.Table:
+    """Arrow rows of ``name``'s table for ``events``; ``extra`` overrides columns (the lander's
+    Kafka coordinates and outbox sequence numbers)."""
+    return _to_arrow(events, target, _DATA_FIELDS[name], extra)
 
 
 def _landed(table: Table, batch_id: str) -> bool:
@@ -212,7 +246,7 @@ def _landed(table: Table, batch_id: str) -> bool:
     return any(s.summary is not None and s.summary.get(BATCH_PROPERTY) == batch_id for s in reversed(table.snapshots()))
 
 
-def _day_filter(day: date) -> BooleanExpression:
+def day_filter(day: date) -> BooleanExpression:
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     # (mypy's pydantic plugin types these predicates from their fields, not their __init__)
     return And(GreaterThanOrEqual("event_time", start.isoformat()),  # type: ignore[call-arg]
@@ -223,9 +257,11 @@ def _day_filter(day: date) -> BooleanExpression:
 _ANSWER_DATA = ("answer_id", "status", "chunk_ids", "document_ids", "embedding_model_version",
                 "prompt_template_version", "llm_model_version", "collection")
 _DOCUMENT_DATA = ("document_id", "document_version", "source_uri", "collection", "chunk_ids", "forgotten")
+_DATA_FIELDS = {ANSWER_TABLE: _ANSWER_DATA, DOCUMENT_TABLE: _DOCUMENT_DATA}
 
 
-def _to_arrow(events: Sequence[OutboxEvent], target: pa.Schema, data_fields: tuple[str, ...]) -> pa.Table:
+def _to_arrow(events: Sequence[OutboxEvent], target: pa.Schema, data_fields: tuple[str, ...],
+              extra: dict[str, list[Any]] | None = None) -> pa.Table:
     """Columns for a batch, parsing every payload in one vectorized pass (Arrow's JSON
     reader) rather than ``json.loads`` per event: landing is bounded by this, not by Iceberg."""
     wanted = pa.struct([(f, _json_type(target.field(f).type)) for f in data_fields])
@@ -241,7 +277,9 @@ def _to_arrow(events: Sequence[OutboxEvent], target: pa.Schema, data_fields: tup
         "source": parsed["source"], "event_time": [e.event_time for e in events],
         "tenant": [e.tenant for e in events], "traceparent": parsed["traceparent"],
         "event": [e.payload for e in events], "outbox_seq": [e.seq for e in events],
-    } | {f: _with_default(data.field(f)) for f in data_fields}
+        "kafka_topic": [None] * len(events), "kafka_partition": [None] * len(events),
+        "kafka_offset": [None] * len(events),
+    } | {f: _with_default(data.field(f)) for f in data_fields} | (extra or {})
     arrays = [pa.array(columns[f.name], f.type) if isinstance(columns[f.name], list)
               else columns[f.name].cast(f.type) for f in target]
     return pa.Table.from_arrays(arrays, schema=target)
@@ -266,7 +304,7 @@ def _with_default(values: pa.Array) -> pa.Array:
 
 
 @contextmanager
-def _translated(doing: str) -> Iterator[None]:
+def translated_landing(doing: str) -> Iterator[None]:
     """pyiceberg, pyarrow and storage errors become a transient LandingError (the rows stay pending)."""
     try:
         yield

@@ -86,10 +86,7 @@ class OutboxRelay:
 
     def pending(self) -> tuple[int, datetime | None]:
         """How many rows are pending, and when the oldest was written."""
-        query = select(func.count(), func.min(outbox_pending.c.created_at))
-        with self._store("counting pending outbox rows") as engine, engine.connect() as conn:
-            count, oldest = conn.execute(query).one()
-        return int(count), utc(oldest) if oldest else None
+        return outbox_backlog(self._engine)
 
     def _due(self) -> bool:
         count, oldest = self.pending()
@@ -145,6 +142,15 @@ class OutboxRelay:
         return _StoreErrors(self._engine, doing)
 
 
+def outbox_backlog(engine: Engine) -> tuple[int, datetime | None]:
+    """Rows not yet acknowledged by the relay's target, and when the oldest was written
+    (its age is the relay's lag; the API exports both as metrics)."""
+    query = select(func.count(), func.min(outbox_pending.c.created_at))
+    with _StoreErrors(engine, "counting pending outbox rows"), engine.connect() as conn:
+        count, oldest = conn.execute(query).one()
+    return int(count), utc(oldest) if oldest else None
+
+
 class _StoreErrors:
     """``with`` block yielding the engine; SQLAlchemy errors become a LineageStoreError."""
 
@@ -162,11 +168,14 @@ class _StoreErrors:
 
 class RelayWorker:
     """The relay as a background thread inside ``ragline serve``: a pass every ``interval_s``;
-    ``stop`` lands what is still pending before returning."""
+    ``stop`` lands what is still pending before returning. A failed pass (Kafka or the lake
+    down) never ends the thread: it logs, and the next pass waits twice as long, up to
+    ``max_backoff_s``, while answers go on filling the outbox."""
 
-    def __init__(self, relay: OutboxRelay, interval_s: float = 1.0) -> None:
+    def __init__(self, relay: OutboxRelay, interval_s: float = 1.0, max_backoff_s: float = 30.0) -> None:
         self._relay = relay
         self._interval = interval_s
+        self._max_backoff = max(max_backoff_s, interval_s)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ragline-relay", daemon=True)
 
@@ -182,18 +191,23 @@ class RelayWorker:
         return self._thread.is_alive()
 
     def _run(self) -> None:
-        while not self._stopping.wait(self._interval):
-            self._pass(force=False)
+        delay = self._interval
+        while not self._stopping.wait(delay):
+            delay = self._interval if self._pass(force=False) else min(delay * 2, self._max_backoff)
         self._pass(force=True)
 
-    def _pass(self, *, force: bool) -> None:
+    def _pass(self, *, force: bool) -> bool:
         try:
             report = self._relay.run_once(force=force)
-        except RaglineError as exc:  # transient store/lake trouble: the rows stay pending for the next pass
+        except RaglineError as exc:  # transient store/lake/broker trouble: the rows stay pending for the next pass
             log.warning("lineage relay pass failed: %s", exc)
-            return
+            return False
+        except Exception:  # a bug must not end the thread silently while answers fill the outbox
+            log.exception("lineage relay pass failed unexpectedly")
+            return False
         if report.streams_finalized:
             log.warning("lineage relay: %d streams left unfinished by a dead process finalized as incomplete",
                         report.streams_finalized)
         if report.delivered:
             log.info("lineage relay: %d events delivered in %d batches", report.delivered, report.batches)
+        return True

@@ -15,7 +15,7 @@ from ingest.reconcile import reconcile
 from ingest.sources import SourceOptions, iter_sources, load_passwords
 from schemas.errors import RaglineError
 from services import output
-from services.lineage_cli import documents_app, lineage_app, relay_app
+from services.lineage_cli import documents_app, lander_cmd, lineage_app, relay_app
 from services.operations import promote_if_complete, reindex, reingest_from_source
 from services.settings import Settings
 from services.wiring import Components, build_fetch_policy
@@ -25,6 +25,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(relay_app, name="relay")
 app.add_typer(documents_app, name="documents")
+app.command("lander")(lander_cmd)
 
 EXIT_PARTIAL = 3
 JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]

@@ -1,8 +1,10 @@
-"""``ragline lineage …``, ``ragline relay`` and ``ragline documents forget``: thin commands
-over ``lineage`` and ``services.lineage_ops`` (registered in ``services.cli``)."""
+"""``ragline lineage …``, ``ragline relay``, ``ragline lander`` and ``ragline documents forget``:
+thin commands over ``lineage`` and ``services.lineage_ops`` (registered in ``services.cli``)."""
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -153,6 +155,32 @@ def relay_cmd(
     else:
         output.stdout.print(f"{report.delivered} events delivered in {report.batches} batches "
                             f"({report.written} written, {report.taken_over} batches taken over)")
+
+
+def lander_cmd(
+    until_idle: Annotated[float | None, typer.Option(
+        "--until-idle", min=0, help="exit after this many seconds with nothing to consume")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Land the Kafka lineage topics in Iceberg, exactly once (a consumer group; needs
+    RAGLINE_KAFKA__BOOTSTRAP). SIGTERM or Ctrl-C commits what is pending, then exits."""
+    comps = _components()
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        lander = comps.lander()
+        if not as_json:
+            output.stderr.print("landing the lineage topics in Iceberg; Ctrl-C stops after committing what is pending")
+        report = lander.run(until_idle_s=until_idle, stop=stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        comps.close()
+    if as_json:
+        output.emit_json(asdict(report))
+    else:
+        output.stdout.print(f"{report.landed} events landed in {report.commits} commits from {report.consumed} "
+                            f"records ({report.duplicates} duplicates, {report.dead_lettered} dead-lettered)")
 
 
 @documents_app.command("forget")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib.metadata
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -19,8 +21,9 @@ from ingest.fetch import FetchPolicy
 from ingest.pipeline import IngestPipeline
 from ingest.registry import DocumentRegistry
 from ingest.source_store import SourceStore
-from lineage import IcebergLanding, OutboxRelay, RelayWorker, SqlChunkArchive, SqlLineageStore
+from lineage import IcebergLanding, OutboxRelay, RelayTarget, RelayWorker, SqlChunkArchive, SqlLineageStore
 from lineage.iceberg import resolve_catalog_properties
+from lineage.relay import outbox_backlog
 from retrieval.index.base import collection_name
 from schemas import ids
 from schemas.documents import ExtractedDocument
@@ -28,6 +31,10 @@ from schemas.errors import ConfigurationError
 from schemas.protocols import Chunker, Embedder, Generator, VectorIndex
 from services.db import make_engine, migrate
 from services.settings import Settings
+
+if TYPE_CHECKING:
+    from lineage.kafka import KafkaConfig
+    from lineage.lander import KafkaLander
 
 #: Bumped when extraction output changes in a way that should re-index everything.
 EXTRACTION_VERSION = 1
@@ -240,21 +247,58 @@ class Components:
         return IcebergLanding(cfg.catalog_name, properties, cfg.namespace)
 
     def relay(self) -> OutboxRelay:
-        """Outbox -> Iceberg (the embedded default; a Kafka target would plug in here)."""
+        """Outbox -> Kafka when ``RAGLINE_KAFKA__BOOTSTRAP`` is set (the lander alone writes
+        Iceberg then); else outbox -> Iceberg, the embedded default."""
         cfg = self.settings.lineage.relay
-        return OutboxRelay(self.engine, self.lineage_lake, batch_size=cfg.batch_size, max_age_s=cfg.max_age_s,
+        target: RelayTarget = self.lineage_lake
+        if self.settings.kafka.bootstrap:
+            from lineage.kafka import KafkaPublisher
+
+            target = KafkaPublisher(kafka_config(self.settings))
+        return OutboxRelay(self.engine, target, batch_size=cfg.batch_size, max_age_s=cfg.max_age_s,
                            claim_timeout_s=cfg.claim_timeout_s, streams=self.lineage,
                            stream_stale_s=self.settings.lineage.stream_stale_s)
+
+    def outbox_backlog(self) -> tuple[int, datetime | None]:
+        """Outbox events not yet acknowledged by the relay's target, and the oldest one's time."""
+        return outbox_backlog(self.engine)
 
     def relay_worker(self) -> RelayWorker:
         """The background relay of ``ragline serve``: ``start()`` in the lifespan, ``stop()`` at shutdown."""
         return RelayWorker(self.relay(), self.settings.lineage.relay.interval_s)
+
+    def lander(self) -> KafkaLander:
+        """``ragline lander``: the lineage topics -> the Iceberg tables (needs a bootstrap)."""
+        from lineage.lander import KafkaLander
+
+        return KafkaLander(kafka_config(self.settings), self.lineage_lake)
 
     def close(self) -> None:
         if "index" in self.__dict__:
             self.index.close()
         if "engine" in self.__dict__:
             self.engine.dispose()
+
+
+def kafka_config(settings: Settings) -> KafkaConfig:
+    """``RAGLINE_KAFKA__*`` as lineage's Kafka config (kafka-python is imported only when Kafka is used)."""
+    from lineage.kafka import KafkaConfig
+
+    cfg = settings.kafka
+    if not cfg.bootstrap:
+        raise ConfigurationError("RAGLINE_KAFKA__BOOTSTRAP is not set: no Kafka broker is configured")
+    password = cfg.sasl_password.get_secret_value() if cfg.sasl_password else None
+    return KafkaConfig(
+        bootstrap=cfg.bootstrap, answers_topic=cfg.answers_topic, documents_topic=cfg.documents_topic,
+        dlq_topic=cfg.dlq_topic, max_inline_bytes=cfg.max_inline_bytes, partitions=cfg.partitions,
+        replication_factor=cfg.replication_factor, linger_ms=cfg.linger_ms, batch_size=cfg.batch_size,
+        compression=cfg.compression, retries=cfg.retries, request_timeout_ms=cfg.request_timeout_ms,
+        delivery_timeout_ms=cfg.delivery_timeout_ms, max_block_ms=cfg.max_block_ms, lander_group=cfg.lander_group,
+        lander_batch_size=cfg.lander_batch_size, lander_max_age_s=cfg.lander_max_age_s,
+        session_timeout_ms=cfg.session_timeout_ms, max_poll_records=cfg.max_poll_records,
+        fetch_max_bytes=cfg.fetch_max_bytes, security_protocol=cfg.security_protocol,
+        sasl_mechanism=cfg.sasl_mechanism, sasl_username=cfg.sasl_username, sasl_password=password,
+        ssl_cafile=str(cfg.ssl_cafile) if cfg.ssl_cafile else None)
 
 
 def _version(package: str) -> str:

@@ -25,6 +25,7 @@ _OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/re
 def create_app(components: Components, *, run_relay: bool = True) -> FastAPI:
     """The app; with ``run_relay`` the outbox relay lands lineage in the background."""
     runtime = Runtime(components)
+    runtime.metrics.watch_outbox(components.outbox_backlog)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
