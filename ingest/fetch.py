@@ -248,13 +248,16 @@ def _checked_url(url: str) -> str:
 
 
 def _read_capped(response: httpx.Response, max_bytes: int, deadline: float) -> bytes:
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        # Asked for identity; inflating a compressed body here would let one network read
+        # expand without a cap (a 32 KB zstd body decodes to 1 GiB in one block).
+        raise FetchRefused(f"the server sent a {encoding!r}-encoded body; only identity is accepted")
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise FetchRefused(f"response of {int(declared):,} bytes exceeds the limit of {max_bytes:,}")
     data = bytearray()
-    # Servers asked for identity may still compress: iter_bytes inflates one network read
-    # (64 KiB) at a time and the cap is checked after each, so a bomb stops at the cap.
-    for block in response.iter_bytes():
+    for block in response.iter_raw():
         data += block
         if len(data) > max_bytes:
             raise FetchRefused(f"response exceeds the limit of {max_bytes:,} bytes")

@@ -6,6 +6,7 @@ be reached, under any spelling, directly or through a redirect.
 
 from __future__ import annotations
 
+import gzip
 import ipaddress
 import threading
 import time
@@ -54,6 +55,13 @@ class _Handler(BaseHTTPRequestHandler):
                 except OSError:
                     return
                 time.sleep(0.1)
+        elif self.path == "/gzip-bomb":
+            body = gzip.compress(b"\0" * 20_000_000)  # 20 MB of zeros in ~20 KB
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
         elif self.path == "/big":
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")  # no Content-Length to trust
@@ -197,3 +205,8 @@ def test_a_name_resolving_to_any_private_address_is_refused() -> None:
     with pytest.raises(FetchRefused, match="127.0.0.1"):
         fetch("http://rebind.example/", FetchPolicy(timeout_s=2), resolver=resolver)
     assert calls == ["rebind.example"]
+
+
+def test_a_compressed_body_is_refused_not_inflated(server: ThreadingHTTPServer) -> None:
+    with pytest.raises(FetchRefused, match="'gzip'-encoded"):
+        fetch(f"http://127.0.0.1:{_port(server)}/gzip-bomb", FetchPolicy(allow=("127.0.0.1",), max_bytes=1_000_000))
