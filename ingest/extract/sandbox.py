@@ -12,9 +12,11 @@ overflows kill only the child; the parent reports the cause.
 from __future__ import annotations
 
 import gc
+import io
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import resource
 import signal
 import traceback
@@ -54,10 +56,20 @@ def run_sandboxed(
         if not receiver.poll(limits.timeout_s):
             raise LimitExceededError(source_uri, f"parsing took longer than {limits.timeout_s:g} s; stopped")
         try:
-            status, payload = receiver.recv()
-        except (EOFError, OSError):
+            raw = receiver.recv_bytes(limits.memory_mb * 1024 * 1024)
+        except OSError as exc:
+            if "bad message length" in str(exc):
+                raise LimitExceededError(
+                    source_uri, f"the parsed result exceeds {limits.memory_mb} MB; stopped") from None
             child.join(2)
             raise ExtractionError(source_uri, _death_reason(child.exitcode, limits)) from None
+        except EOFError:
+            child.join(2)
+            raise ExtractionError(source_uri, _death_reason(child.exitcode, limits)) from None
+        try:
+            status, payload = _ResultUnpickler(io.BytesIO(raw)).load()
+        except (pickle.UnpicklingError, ExtractionError, ValueError, TypeError) as exc:
+            raise ExtractionError(source_uri, f"unreadable parser result: {exc}") from None
     finally:
         receiver.close()
         if child.is_alive():
@@ -70,6 +82,23 @@ def run_sandboxed(
     if status == "error" and isinstance(payload, ExtractionError):
         raise payload
     raise ExtractionError(source_uri, str(payload))
+
+
+class _ResultUnpickler(pickle.Unpickler):
+    """Loads only what a parse returns. The child parsed hostile bytes: if a parser bug
+    ever let a file take it over, an unrestricted unpickle would hand that control to
+    the parent."""
+
+    _ALLOWED = {("schemas.documents", "ExtractedDocument"), ("schemas.documents", "Section"),
+                ("schemas.errors", "ExtractionError"), ("schemas.errors", "LimitExceededError"),
+                ("datetime", "datetime"), ("datetime", "date"), ("datetime", "time"),
+                ("datetime", "timedelta"), ("datetime", "timezone"),
+                ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"the parser returned a {module}.{name}, which is not a parse result")
+        return super().find_class(module, name)
 
 
 def _child_main(conn: multiprocessing.connection.Connection, fn: Callable[..., ExtractedDocument],
