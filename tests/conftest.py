@@ -22,7 +22,7 @@ from services.wiring import Components
 pytest_plugins = ["tests.kafka_broker"]
 
 REPO = Path(__file__).resolve().parents[1]
-CORPORA = Path(os.environ.get("RAGLINE_CORPORA", REPO.parent / "shared" / "corpora"))
+CORPORA = Path(os.environ.get("RAGLINE_CORPORA", REPO / "tests" / "corpora"))
 SAMPLES = REPO / "deploy" / "samples"
 BACKENDS = ["sqlite", "postgresql"]
 
