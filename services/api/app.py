@@ -14,6 +14,7 @@ from schemas import ids
 from services.api import chat_routes, document_routes, health_routes, limits, lineage_routes, problems, query_routes
 from services.api.deps import AuthError, authenticate
 from services.api.limits import BodyLimit
+from services.api.openapi import install_openapi
 from services.api.runtime import InvalidField, Runtime
 from services.settings import ApiSettings
 from services.wiring import Components
@@ -43,6 +44,7 @@ def create_app(components: Components, *, run_relay: bool = True) -> FastAPI:
     app.state.components = components
     app.state.runtime = runtime
     problems.install(app)
+    install_openapi(app, components.settings.api)
     app.add_exception_handler(InvalidField, _invalid_field)  # type: ignore[arg-type]
     for module in (query_routes, chat_routes, document_routes, lineage_routes, health_routes):
         app.include_router(module.router)
