@@ -82,8 +82,9 @@ class Corpus:
         for rank in range(1, sources + 1):
             d = self.pick()
             version = self.versions[d][created >= self.switch[d]]
-            out.append(RetrievedRef(chunk_id=ids.chunk_id("bench", self.ids[d], version, "fp", rank), document_id=self.ids[d],
-                                    document_version=version, source_uri=f"s3://corpus/{d}.pdf", rank=rank,
+            out.append(RetrievedRef(chunk_id=ids.chunk_id("bench", self.ids[d], version, "fp", rank),
+                                    document_id=self.ids[d], document_version=version,
+                                    source_uri=f"s3://corpus/{d}.pdf", rank=rank,
                                     score=round(1 - rank / 20, 3), cited=rank == 1))
         return out
 
