@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.answering import AnswerRequest
 from services.api.deps import Caller, require_role
-from services.api.models import CleanStr, Filters
+from services.api.models import CleanStr, Filters, clean_text
 from services.api.runtime import InvalidField, Runtime, get_runtime
 from services.api.streaming import AnswerEventStream
 
@@ -45,8 +45,10 @@ class ChatMessage(BaseModel):
     @field_validator("content")
     @classmethod
     def _parts_without_nul(cls, value: object) -> object:
-        if isinstance(value, list) and any("\x00" in str(p.get("text", "")) for p in value if isinstance(p, dict)):
-            raise ValueError("must not contain NUL characters")
+        if isinstance(value, list):
+            for part in value:
+                if isinstance(part, dict) and "text" in part:
+                    clean_text(str(part["text"]))
         return value
 
 

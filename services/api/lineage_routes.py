@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -12,6 +11,7 @@ from lineage import LineageQueries
 from schemas.errors import NotFoundError
 from services import lineage_ops
 from services.api.deps import Caller, get_components, require_role
+from services.api.models import UtcMoment
 from services.api.runtime import Runtime, get_runtime
 from services.wiring import Components
 
@@ -32,8 +32,8 @@ def get_answer(answer_id: str, caller: Auditor, comps: ComponentsDep) -> dict[st
 def answers_for_document(
     document_id: str, caller: Auditor, comps: ComponentsDep,
     version: Annotated[str | None, Query(description="only this document version")] = None,
-    since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
-    until: Annotated[datetime | None, Query(description="created before (ISO 8601, exclusive)")] = None,
+    since: Annotated[UtcMoment | None, Query(description="created at or after (ISO 8601)")] = None,
+    until: Annotated[UtcMoment | None, Query(description="created before (ISO 8601, exclusive)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:

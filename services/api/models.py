@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -10,24 +11,42 @@ from schemas.retrieval import RetrievedChunk, SearchFilter
 from services.api.deps import Caller
 
 
-def _no_nul(value: str) -> str:
+def clean_text(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode (a lone surrogate is not)") from exc
     return value
 
 
-#: Text a client sends that is stored (queries, ids): NUL is refused, because PostgreSQL
-#: cannot store it and no real question or id contains one.
-CleanStr = Annotated[str, AfterValidator(_no_nul)]
+#: Text a client sends that is stored, embedded or matched (queries, ids, tags): NUL and
+#: lone surrogates are refused, because PostgreSQL, the tokenizer and Qdrant cannot take
+#: them and no real question or id contains one.
+CleanStr = Annotated[str, AfterValidator(clean_text)]
+
+
+def _utc(value: datetime) -> datetime:
+    moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("is outside the range of dates that can be stored") from exc
+
+
+#: A moment from a query string, in UTC (no zone means UTC); the calendar's edges with
+#: an offset that would push them out of range are a 422, not a 500.
+UtcMoment = Annotated[datetime, AfterValidator(_utc)]
 
 
 class Filters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    document_ids: list[str] | None = Field(None, max_length=1000)
-    source_uris: list[str] | None = Field(None, max_length=1000)
-    media_types: list[str] | None = Field(None, max_length=100)
-    access_tags: list[str] | None = Field(None, max_length=100, description="narrow to these tags")
+    document_ids: list[CleanStr] | None = Field(None, max_length=1000)
+    source_uris: list[CleanStr] | None = Field(None, max_length=1000)
+    media_types: list[CleanStr] | None = Field(None, max_length=100)
+    access_tags: list[CleanStr] | None = Field(None, max_length=100, description="narrow to these tags")
 
     def to_search_filter(self, caller: Caller) -> SearchFilter:
         """The caller's tenant always; tags are the caller's, narrowed by the request."""
