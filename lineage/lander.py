@@ -111,23 +111,24 @@ class KafkaLander:
         self._consumer: Any = None
         self._dlq: Any = None
         self._batch = _Batch()
+        self._active = 0.0  # when a record or an assignment last came
         self.report = LanderReport()
 
     def run(self, *, until_idle_s: float | None = None, stop: threading.Event | None = None) -> LanderReport:
         """Consume and land until ``stop`` is set or, with ``until_idle_s``, until nothing
         came for that long; what is pending is committed before returning."""
         self._open()
-        last_record = time.monotonic()
+        started = self._active = time.monotonic()
         try:
             while not (stop is not None and stop.is_set()):
                 polled = self._consumer.poll(timeout_ms=self._poll_timeout_ms(), update_offsets=True)
                 if polled:
-                    last_record = time.monotonic()
+                    self._active = time.monotonic()
                 for records in polled.values():
                     self._take(records)
                 if self._due():
                     self._commit()
-                if until_idle_s is not None and time.monotonic() - last_record >= until_idle_s:
+                if until_idle_s is not None and self._idle(until_idle_s, started):
                     break
             self._commit()
         finally:
@@ -153,10 +154,13 @@ class KafkaLander:
         with translated("joining the lander group"):
             self._consumer = KafkaConsumer(
                 **cfg.client_options(), client_id=self._client_id, group_id=cfg.lander_group,
-                enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=cfg.max_poll_records,
+                enable_auto_commit=False, auto_offset_reset="earliest",
+                max_poll_records=min(cfg.max_poll_records, cfg.lander_batch_size),
                 fetch_max_bytes=max(cfg.fetch_max_bytes, limit), max_partition_fetch_bytes=max(8 << 20, limit),
                 session_timeout_ms=cfg.session_timeout_ms, heartbeat_interval_ms=max(cfg.session_timeout_ms // 4, 100),
                 metrics_enabled=False)
+            for topic in self._tables:  # metadata first, so the first assignment has partitions to hand out
+                self._consumer.partitions_for_topic(topic)
             self._consumer.subscribe(list(self._tables), listener=_Rebalance(self))
 
     def _take(self, records: Sequence[Any]) -> None:
@@ -170,6 +174,14 @@ class KafkaLander:
                 self._batch.add(record, event, None)
             except InvalidEventError as exc:
                 self._batch.add(record, None, str(exc))
+
+    def _idle(self, until_idle_s: float, started: float) -> bool:
+        """Nothing consumed for ``until_idle_s`` since the last record or assignment (joining
+        the group does not count, unless no partition came within half a minute more)."""
+        now = time.monotonic()
+        if not self._consumer.assignment() and now - started < until_idle_s + 30:
+            return False
+        return now - self._active >= until_idle_s
 
     def _due(self) -> bool:
         batch = self._batch
@@ -193,6 +205,10 @@ class KafkaLander:
             for tp in tps:
                 if tp.partition in landed:
                     self._consumer.seek(tp, landed[tp.partition])
+
+    def touch(self) -> None:
+        """Partitions came: the idle clock starts again."""
+        self._active = time.monotonic()
 
     def drop_pending(self, partitions: Sequence[TopicPartition]) -> None:
         """Forget buffered records of partitions this lander no longer owns."""
@@ -261,6 +277,8 @@ class KafkaLander:
         return rows, len(entries) - len(rows)
 
     def _arrow(self, name: str, table: Table, rows: list[_Entry]) -> Any:
+        if not rows:  # every record a duplicate or dead: the commit only moves the offsets
+            return table.schema().as_arrow().empty_table()
         events = [OutboxEvent(r.event.outbox_seq or 0, r.event.event_id, r.event.event_type, r.event.tenant,
                               r.event.event_time, r.event.payload) for r in rows]
         topic = next(t for t, n in self._tables.items() if n == name)
@@ -317,6 +335,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # (kafka-pyt
 
     def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self._lander.seek_to_landed(assigned)
+        self._lander.touch()
 
 
 # --- offsets and ids in the table ----------------------------------------------------
