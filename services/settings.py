@@ -108,6 +108,8 @@ class ApiSettings(_Group):
     max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1)
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="request bodies of every route but uploads")
     sync_ingest_max_bytes: int = Field(1024 * 1024, ge=0, description="larger uploads become background jobs")
+    job_heartbeat_s: float = Field(10.0, gt=0, description="background jobs: seconds between liveness marks; a job "
+                                   "that missed three (its server stopped) is failed as interrupted")
 
 
 class GenerationSettings(_Group):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from functools import partial
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from schemas import ids
 from schemas.documents import SourceDocument
 from schemas.errors import NotFoundError
 from services.api.deps import Caller, require_role
+from services.api.jobs import JobFailed
 from services.api.models import CleanStr
 from services.api.runtime import InvalidField, Runtime, get_runtime
 from services.wiring import build_fetch_policy
@@ -109,7 +111,7 @@ async def upload(request: Request, response: Response, caller: Ingester, rt: Run
     else:
         source = await _from_json(request, caller, rt)
     if len(source.data) > rt.settings.api.sync_ingest_max_bytes:
-        job = rt.jobs.submit(caller.tenant, "ingest", lambda job: _outcome_view(rt.ingest(source)))
+        job = await run_in_threadpool(rt.jobs.submit, caller.tenant, "ingest", partial(_ingest_job, rt, source))
         response.status_code = 202
         response.headers["Location"] = f"/v1/jobs/{job.job_id}"
         return {"job_id": job.job_id, "status": job.status, "status_url": f"/v1/jobs/{job.job_id}"}
@@ -175,6 +177,14 @@ async def _fetch(url: str, rt: Runtime) -> bytes:
 
 def _opt(value: object) -> str | None:
     return str(value) if value else None
+
+
+def _ingest_job(rt: Runtime, source: SourceDocument) -> dict[str, Any]:
+    """A background upload: a document that failed makes a failed job, with its error."""
+    outcome = rt.ingest(source)
+    if outcome.status == "failed":
+        raise JobFailed(outcome.error or "document failed", _outcome_view(outcome))
+    return _outcome_view(outcome)
 
 
 def _outcome_view(outcome: DocumentOutcome) -> dict[str, Any]:

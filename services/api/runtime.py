@@ -38,7 +38,8 @@ class Runtime:
         retriever = Retriever(components.embedder, components.index, components.serving_collection)
         self.answers = AnswerService(retriever, build_generator(self.settings), load_template(gen.template),
                                      components.lineage, gen.min_score)
-        self.jobs = JobRunner()
+        self.jobs = JobRunner(components.engine, self.settings.api.job_heartbeat_s)
+        self.jobs.start()
         self._pipeline = components.pipeline()
         self._ingest_lock = threading.Lock()
 
