@@ -58,6 +58,10 @@ DOCUMENT_TABLE = "document_events"
 BATCH_PROPERTY = "ragline.relay.batch-id"
 SEQ_PROPERTY = "ragline.relay.max-outbox-seq"
 COMPACTION_PROPERTY = "ragline.compaction"
+#: Writers fence themselves against the snapshot they read (relay batch ids, the lander's
+#: Kafka offsets); pyiceberg's retry would rebase a failed append onto a newer snapshot that
+#: was never checked, so a conflict must fail and be redone by the writer from a fresh read.
+TABLE_PROPERTIES = {"commit.retry.num-retries": "0"}
 #: What pyiceberg, its SQL catalog, pyarrow and storage raise (pyiceberg has no common base).
 _LIBRARY_ERRORS = (CommitFailedException, CommitStateUnknownException, NoSuchNamespaceError, NoSuchTableError,
                    NotInstalledError, RESTError, ServerError, ServiceUnavailableError, SQLAlchemyError,
@@ -157,7 +161,8 @@ class IcebergLanding:
             catalog.create_namespace_if_not_exists(self.namespace)
             for name, schema in ((ANSWER_TABLE, ANSWER_SCHEMA), (DOCUMENT_TABLE, DOCUMENT_SCHEMA)):
                 _evolve(catalog.create_table_if_not_exists(f"{self.namespace}.{name}", schema=schema,
-                                                           partition_spec=_by_day(schema)), schema)
+                                                           partition_spec=_by_day(schema),
+                                                           properties=TABLE_PROPERTIES), schema)
         self._catalog = catalog
         return self
 
@@ -219,7 +224,10 @@ class IcebergLanding:
 
 def _evolve(table: Table, wanted: Schema) -> None:
     """Bring a table created by an older ragline up to ``wanted``: add its missing optional
-    columns and relax ``outbox_seq`` to optional (both compatible changes)."""
+    columns, relax ``outbox_seq`` to optional (both compatible changes), set TABLE_PROPERTIES."""
+    if any(table.properties.get(k) != v for k, v in TABLE_PROPERTIES.items()):
+        with table.transaction() as tx:
+            tx.set_properties(TABLE_PROPERTIES)
     current = table.schema()
     names = {f.name for f in current.fields}
     missing = [f for f in wanted.fields if f.name not in names]

@@ -9,10 +9,12 @@ from dataclasses import replace
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
+from sqlalchemy import Engine, select
 
-from lineage import IcebergLanding
+from lineage import IcebergLanding, OutboxEvent
 from lineage.kafka import KafkaConfig
 from lineage.lander import KafkaLander, LanderReport
+from lineage.tables import outbox
 
 
 def quick_config(bootstrap: str, **overrides: Any) -> KafkaConfig:
@@ -57,3 +59,10 @@ def produce_raw(config: KafkaConfig, topic: str, records: list[tuple[bytes, byte
             producer.send(topic, key=key, value=value, headers=headers, partition=0).get(timeout=30)
     finally:
         producer.close()
+
+
+def outbox_events(engine: Engine) -> list[OutboxEvent]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(outbox.c.seq, outbox.c.event_id, outbox.c.event_type, outbox.c.tenant,
+                                   outbox.c.event_time, outbox.c.payload).order_by(outbox.c.seq)).all()
+    return [OutboxEvent(*row) for row in rows]

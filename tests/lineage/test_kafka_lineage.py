@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka_lineage import land, landed, produce_raw, quick_config, read_topic
+from kafka_lineage import land, landed, outbox_events, produce_raw, quick_config, read_topic
 from lineage_records import make_answer
 from prometheus_client import generate_latest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from lineage import IcebergLanding, OutboxEvent, OutboxRelay, SqlLineageStore, parse, serialize, validate_event
 from lineage.errors import InvalidEventError
@@ -28,7 +28,6 @@ from lineage.iceberg import ANSWER_TABLE, COMPACTION_PROPERTY, DOCUMENT_TABLE
 from lineage.kafka import ERROR_HEADER, ORIGIN_HEADER, KafkaPublisher, from_record, to_record
 from lineage.lander import OFFSETS_PROPERTY, KafkaLander, landed_offsets
 from lineage.relay import outbox_backlog
-from lineage.tables import outbox
 from schemas.lineage import DocumentChange
 from services.api.metrics import Metrics
 from services.db import make_engine, migrate
@@ -49,13 +48,6 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
 @pytest.fixture
 def sqlite_store(sqlite_engine: Engine) -> SqlLineageStore:
     return SqlLineageStore(sqlite_engine, deployment="test")
-
-
-def outbox_events(engine: Engine) -> list[OutboxEvent]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(outbox.c.seq, outbox.c.event_id, outbox.c.event_type, outbox.c.tenant,
-                                   outbox.c.event_time, outbox.c.payload).order_by(outbox.c.seq)).all()
-    return [OutboxEvent(*row) for row in rows]
 
 
 def change(kind: str, document_id: str = "doc-a") -> DocumentChange:
@@ -231,10 +223,13 @@ def test_cli_relay_lander_and_stats_with_a_broker(kafka_bootstrap: str, tmp_path
                         "RAGLINE_KAFKA__DLQ_TOPIC": config.dlq_topic,
                         "RAGLINE_KAFKA__LANDER_GROUP": config.lander_group,
                         "RAGLINE_KAFKA__LANDER_MAX_AGE_S": "0.3"}
-    script = ("import sys; sys.path.insert(0, 'tests/lineage'); from lineage_records import make_answer;"
-              "from services.settings import Settings; from services.wiring import Components;"
-              "c = Components(Settings()); [c.lineage.record_answer(make_answer()) for _ in range(9)]")
-    subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, check=True)
+    (tmp_path / "home").mkdir()
+    engine = make_engine(f"sqlite:///{tmp_path / 'home' / 'ragline.db'}")  # the home's default database
+    migrate(engine)
+    store = SqlLineageStore(engine)
+    for _ in range(9):
+        store.record_answer(make_answer())
+    engine.dispose()
 
     def ragline(*args: str) -> Any:
         done = subprocess.run([RAGLINE, *args, "--json"], env=env, cwd=REPO,
