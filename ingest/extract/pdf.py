@@ -18,6 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pdfplumber
@@ -25,7 +30,8 @@ from pdfminer.pdfdocument import PDFPasswordIncorrect
 from pdfminer.pdfparser import PDFSyntaxError
 from pdfplumber.utils.exceptions import PdfminerException
 
-from ingest.extract import detect
+from ingest.extract import detect, ocr, pdfium_text
+from ingest.extract.layout import Line, OutlineEntry, heading_levels, outline_lines, running_lines
 from ingest.extract.tables import markdown_table
 from ingest.extract.text import paragraph_sections
 from schemas.documents import ExtractedDocument, Section
@@ -37,14 +43,18 @@ if TYPE_CHECKING:
 _METADATA_KEYS = {"Title": "title", "Author": "author", "Subject": "subject",
                   "CreationDate": "created", "ModDate": "modified", "Producer": "producer"}
 #: The wording of the "no text on page(s)" warning for a file read as it is.
-_NO_TEXT_LAYER = "scanned? OCR is not run"
+_NO_TEXT_LAYER = "nothing drawn"
+#: pdfplumber splits words at gaps wider than this share of a character's size.
+_X_TOLERANCE_RATIO = 0.15
 
 
 class PdfExtractor:
     media_types = frozenset({detect.PDF})
 
-    def __init__(self, max_pages: int = 2000) -> None:
+    def __init__(self, max_pages: int = 2000, ocr_config: ocr.OcrConfig | None = None) -> None:
         self.max_pages = max_pages
+        #: image-only pages are OCR'd when Tesseract is installed (None: the defaults)
+        self.ocr = ocr_config if ocr_config is not None else ocr.OcrConfig()
 
     def extract(self, data: bytes, source_uri: str, *, password: str | None = None) -> ExtractedDocument:
         """Extract as is; only if pdfminer fails (not for a password) try again on qpdf's repair.
@@ -64,7 +74,7 @@ class PdfExtractor:
     def _extract(self, data: bytes, source_uri: str, password: str | None, *, skip_bad_pages: bool = False,
                  no_text_reason: str = _NO_TEXT_LAYER) -> ExtractedDocument:
         with pdfplumber.open(io.BytesIO(data), password=password or "") as pdf:
-            return self._extract_open(pdf, source_uri, skip_bad_pages, no_text_reason)
+            return self._extract_open(pdf, data, password, source_uri, skip_bad_pages, no_text_reason)
 
     def _extract_repaired(self, data: bytes, source_uri: str, password: str | None, problem: str) -> ExtractedDocument:
         """Extract qpdf's repair of a file pdfminer could not read, keeping every page that can be read.
@@ -126,76 +136,253 @@ class PdfExtractor:
         note = _salvage_note(source_uri, qpdf_error, salvage, with_text)
         return dataclasses.replace(doc, warnings=(note, *doc.warnings))
 
-    def _extract_open(self, pdf: Any, source_uri: str, skip_bad_pages: bool,
+    def _extract_open(self, pdf: Any, data: bytes, password: str | None, source_uri: str, skip_bad_pages: bool,
                       no_text_reason: str = _NO_TEXT_LAYER) -> ExtractedDocument:
+        started = time.monotonic()
         page_count = len(pdf.pages)
         if page_count > self.max_pages:
             raise LimitExceededError(source_uri, f"{page_count} pages exceeds the limit of {self.max_pages}")
-        parts: list[str] = []
-        sections: list[Section] = []
-        empty_pages: list[int] = []
-        bad_pages: list[tuple[int, BaseException]] = []
-        pos = 0
-        for number, page in enumerate(pdf.pages, start=1):
-            try:
-                blocks = _page_blocks(page)
-            except Exception as exc:  # noqa: BLE001 - after a repair, one unreadable page must not lose the rest
-                if not skip_bad_pages or isinstance(_unwrap(exc), MemoryError):  # memory: the sandbox's limit
-                    raise
-                bad_pages.append((number, _unwrap(exc)))
+        doc = _open_pdfium(data, password, page_count)
+        try:
+            pages: list[_Page] = []
+            bad_pages: list[tuple[int, BaseException]] = []
+            for number, page in enumerate(pdf.pages, start=1):
+                try:
+                    pages.append(_read_page(page, doc, number))
+                except Exception as exc:  # noqa: BLE001 - after a repair, one unreadable page must not lose the rest
+                    if not skip_bad_pages or isinstance(_unwrap(exc), MemoryError):  # memory: the sandbox's limit
+                        raise
+                    bad_pages.append((number, _unwrap(exc)))
+            outline = _outline(doc)
+            ocr_notes = self._ocr(pages, doc, started)
+        finally:
+            if doc is not None:
+                doc.close()
+        return _assemble(source_uri, pdf.metadata, page_count, pages, outline, bad_pages, ocr_notes, no_text_reason)
+
+    def _ocr(self, pages: list[_Page], doc: Any, started: float) -> dict[str, list[int]]:
+        """OCR the pages that draw something but have no text, within the page and time budgets.
+
+        Returns why the pages that stay empty are empty: ``{reason: [page numbers]}``.
+        """
+        blank = [p for p in pages if not p.lines and not p.tables and p.draws]
+        if not blank:
+            return {}
+        cfg = self.ocr
+        if cfg is None or not cfg.enabled:
+            return {"OCR is off": [p.number for p in blank]}
+        if doc is None:
+            return {"PDFium cannot render the file for OCR": [p.number for p in blank]}
+        try:
+            tesseract = ocr.available(cfg)
+        except ocr.OcrUnavailable as exc:
+            return {f"no OCR: {exc}": [p.number for p in blank]}
+        reasons: dict[str, list[int]] = {}
+        for done, page in enumerate(blank):
+            if done >= cfg.max_pages:
+                reasons.setdefault(f"beyond the OCR budget of {cfg.max_pages} page(s)", []).append(page.number)
                 continue
-            if not blocks:
-                empty_pages.append(number)
-            for kind, text in blocks:
-                if parts:
-                    parts.append("\n\n")
-                    pos += 2
-                parts.append(text)
-                if kind == "table":
-                    sections.append(Section(pos, pos + len(text), "table", number))
-                else:
-                    sections.extend(
-                        Section(s.start + pos, s.end + pos, s.kind, number)
-                        for s in paragraph_sections(text, 0, len(text))
-                    )
-                pos += len(text)
-        return ExtractedDocument(
-            source_uri, detect.PDF, "".join(parts), tuple(sections),
-            {"pages": page_count, **_metadata(pdf.metadata)},
-            _page_warnings(source_uri, page_count, bad_pages, empty_pages, no_text_reason),
-        )
+            if cfg.time_budget_s is not None and time.monotonic() - started > cfg.time_budget_s:
+                reasons.setdefault(f"OCR stopped after {cfg.time_budget_s:g} s of the extraction time limit",
+                                   []).append(page.number)
+                continue
+            try:
+                text = ocr.recognize(pdfium_text.render_png(doc, page.number - 1, cfg.dpi), cfg, tesseract)
+            except ocr.OcrUnavailable as exc:
+                reasons.setdefault(f"OCR failed: {exc}", []).append(page.number)
+                continue
+            page.lines = [Line(line.rstrip()) for line in _ocr_lines(text)]
+            page.ocr = True
+            if not page.lines:
+                reasons.setdefault("OCR found no text", []).append(page.number)
+        return reasons
+
+
+@dataclass
+class _Page:
+    number: int
+    lines: list[Line]
+    tables: list[str] = field(default_factory=list)
+    draws: bool = True
+    ocr: bool = False
+
+
+def _open_pdfium(data: bytes, password: str | None, page_count: int) -> Any:
+    """PDFium's view of the same bytes, or None if it cannot open them or sees other pages
+    (a damaged file both parsers read differently: pdfplumber alone then reads it)."""
+    try:
+        doc = pdfium_text.open_document(data, password)
+    except pdfium_text.PdfiumError:
+        return None
+    if len(doc) != page_count:
+        doc.close()
+        return None
+    return doc
+
+
+def _outline(doc: Any) -> list[OutlineEntry]:
+    if doc is None:
+        return []
+    try:
+        return pdfium_text.outline(doc)
+    except pdfium_text.PdfiumError:
+        return []
+
+
+def _read_page(page: Any, doc: Any, number: int) -> _Page:
+    """One page's lines and tables: PDFium's text, unless it cannot read the page; pdfplumber's
+    table finder on pages that draw paths, and its text around the tables it finds."""
+    seen = pdfium_text.read_page(doc, number - 1) if doc is not None else None
+    if seen is not None and not seen.has_paths and seen.fallback is None:
+        return _Page(number, list(seen.lines), draws=seen.draws)
+    # Ruled tables need drawn edges: skip the (slow) table finder on pages without any.
+    ruled = seen.has_paths if seen is not None else bool(page.rects or page.lines)
+    tables = page.find_tables() if ruled else []
+    if seen is not None and not tables and seen.fallback is None:
+        return _Page(number, list(seen.lines), draws=seen.draws)
+    body = page
+    if tables:
+        bboxes = [t.bbox for t in tables]
+        body = page.filter(lambda obj: not any(_inside(obj, b) for b in bboxes))
+    if seen is not None and seen.fallback is not None:
+        body = body.dedupe_chars()  # pdfminer keeps the doubled glyphs of fake bold
+    rendered = [markdown_table(table.extract(x_tolerance_ratio=_X_TOLERANCE_RATIO)) for table in tables]
+    draws = seen.draws if seen is not None else bool(page.objects)
+    return _Page(number, _plumber_lines(body), [t for t in rendered if t], draws=draws)
+
+
+def _plumber_lines(page: Any) -> list[Line]:
+    """pdfplumber's lines, words split at gaps wider than 15% of a character's size (its
+    default, a fixed 3 pt, glues words set in small type or tight spacing)."""
+    lines = []
+    for found in page.extract_text_lines(x_tolerance_ratio=_X_TOLERANCE_RATIO, return_chars=True):
+        chars = [c for c in found["chars"] if not c["text"].isspace()]
+        sizes = Counter(round(float(c["size"]), 1) for c in chars)
+        bold = sum("bold" in str(c.get("fontname", "")).lower() for c in chars)
+        size = sizes.most_common(1)[0][0] if sizes else 0.0
+        lines.append(Line(found["text"], round(float(found["top"]), 1), size, 2 * bold > len(chars)))
+    return lines
+
+
+def _blocks(lines: list[Line], headings: dict[int, tuple[int, str | None]],
+            step: float | None) -> list[tuple[str, str, int, str | None]]:
+    """A page's lines as ("heading", text, level, title) and ("paragraph", text, 0, None)
+    blocks: a run of heading lines of one level is one heading (a wrapped title) unless
+    the outline names each; body lines are joined by line breaks, with a blank line where
+    the vertical gap says a new paragraph starts."""
+    blocks: list[tuple[str, str, int, str | None]] = []
+    body: list[Line] = []
+
+    def flush() -> None:
+        if body:
+            blocks.append(("paragraph", _paragraphs(body, step), 0, None))
+            body.clear()
+
+    for i, line in enumerate(lines):
+        found = headings.get(i)
+        if found is None:
+            body.append(line)
+            continue
+        flush()
+        level, title = found
+        text = line.text.strip()
+        previous = headings.get(i - 1)
+        if blocks and blocks[-1][0] == "heading" and title is None and previous is not None and previous[0] == level:
+            blocks[-1] = ("heading", blocks[-1][1] + "\n" + text, level, None)
+        else:
+            blocks.append(("heading", text, level, title))
+    flush()
+    return blocks
+
+
+def _line_step(lines: list[Line]) -> float | None:
+    """The typical distance from one line to the next on a page (the median step down)."""
+    steps = [b.top - a.top for a, b in itertools.pairwise(lines)
+             if a.top is not None and b.top is not None and b.top > a.top]
+    return statistics.median(steps) if steps else None
+
+
+def _paragraphs(lines: list[Line], typical: float | None) -> str:
+    """Lines joined by line breaks; a blank line before a line set clearly further below
+    the previous one than lines usually are (1.6x the page's typical line step), or above
+    it (the next column)."""
+    out = [lines[0].text.strip()]
+    for prev, line in itertools.pairwise(lines):
+        gap = line.top - prev.top if line.top is not None and prev.top is not None else None
+        new_paragraph = typical is not None and gap is not None and (gap > 1.6 * typical or gap < -typical)
+        out.append(("\n\n" if new_paragraph else "\n") + line.text.strip())
+    return "".join(out)
+
+
+def _ocr_lines(text: str) -> list[str]:
+    return [line for line in text.replace("\f", "\n").splitlines() if line.strip()]
+
+
+def _assemble(source_uri: str, raw_metadata: dict[str, Any], page_count: int, pages: list[_Page],
+              outline: list[OutlineEntry], bad_pages: list[tuple[int, BaseException]],
+              ocr_notes: dict[str, list[int]], no_text_reason: str) -> ExtractedDocument:
+    """The document's text and sections from its pages' lines: running headers and footers
+    dropped, headings (from the outline, else from font sizes) given their path."""
+    running = running_lines([p.lines for p in pages])
+    kept = [[line for i, line in enumerate(p.lines) if i not in drop] for p, drop in zip(pages, running, strict=True)]
+    headings = outline_lines(kept, outline) if outline else {
+        at: (level, None) for at, level in heading_levels(
+            [lines if not p.ocr else [] for p, lines in zip(pages, kept, strict=True)]).items()}
+    parts: list[str] = []
+    sections: list[Section] = []
+    pos = 0
+    path: list[tuple[int, str]] = []
+    for p, (page, lines) in enumerate(zip(pages, kept, strict=True)):
+        blocks = _blocks(lines, {i: found for (pg, i), found in headings.items() if pg == p}, _line_step(page.lines))
+        blocks += [("table", table, 0, None) for table in page.tables]
+        for kind, text, level, title in blocks:
+            if parts:
+                parts.append("\n\n")
+                pos += 2
+            parts.append(text)
+            if kind == "heading":
+                while path and path[-1][0] >= level:
+                    path.pop()
+                path.append((level, " ".join((title or text).split())))
+            heading_path = tuple(title for _, title in path)
+            if kind == "paragraph":
+                sections.extend(Section(s.start + pos, s.end + pos, s.kind, page.number, heading_path)
+                                for s in paragraph_sections(text, 0, len(text)))
+            else:
+                sections.append(Section(pos, pos + len(text), kind, page.number, heading_path))
+            pos += len(text)
+    ocr_pages = [p.number for p in pages if p.ocr and p.lines]
+    metadata: dict[str, Any] = {"pages": page_count, **_metadata(raw_metadata)}
+    if ocr_pages:
+        metadata["ocr_pages"] = ocr_pages
+    empty = [p.number for p in pages if not p.lines and not p.tables]
+    return ExtractedDocument(
+        source_uri, detect.PDF, "".join(parts), tuple(sections), metadata,
+        _page_warnings(source_uri, page_count, bad_pages, empty, ocr_pages, ocr_notes, no_text_reason),
+    )
 
 
 def _page_warnings(source_uri: str, page_count: int, bad_pages: list[tuple[int, BaseException]],
-                   empty_pages: list[int], no_text_reason: str) -> tuple[str, ...]:
+                   empty_pages: list[int], ocr_pages: list[int], ocr_notes: dict[str, list[int]],
+                   no_text_reason: str) -> tuple[str, ...]:
     notes = []
     if bad_pages:
         first_number, first_error = bad_pages[0]
         notes.append(f"{source_uri}: page(s) {_ranges([n for n, _ in bad_pages])} of {page_count} could not "
                      f"be read and were skipped (page {first_number}: {_describe(first_error)})")
-    if empty_pages:
-        notes.append(f"{source_uri}: no text layer on page(s) {_ranges(empty_pages)} of {page_count} "
-                     f"({no_text_reason})")
+    if ocr_pages:
+        notes.append(f"{source_uri}: no text layer on page(s) {_ranges(ocr_pages)} of {page_count}; their text "
+                     "comes from OCR and may contain recognition errors")
+    explained = {n for numbers in ocr_notes.values() for n in numbers}
+    for reason, numbers in ocr_notes.items():
+        unread = [n for n in numbers if n in empty_pages]
+        if unread:
+            notes.append(f"{source_uri}: no text layer on page(s) {_ranges(unread)} of {page_count} "
+                         f"(scanned? {reason})")
+    rest = [n for n in empty_pages if n not in explained]
+    if rest:
+        notes.append(f"{source_uri}: no text layer on page(s) {_ranges(rest)} of {page_count} ({no_text_reason})")
     return tuple(notes)
-
-
-def _page_blocks(page: Any) -> list[tuple[str, str]]:
-    """The page's running text and its tables, tables rendered as Markdown."""
-    # Ruled tables need drawn edges: skip the (slow) table finder on pages without any.
-    tables = page.find_tables() if (page.rects or page.lines) else []
-    blocks: list[tuple[str, str]] = []
-    body = page
-    if tables:
-        bboxes = [t.bbox for t in tables]
-        body = page.filter(lambda obj: not any(_inside(obj, b) for b in bboxes))
-    text = (body.extract_text() or "").strip()
-    if text:
-        blocks.append(("text", text))
-    for table in tables:
-        rendered = markdown_table(table.extract())
-        if rendered:
-            blocks.append(("table", rendered))
-    return blocks
 
 
 def _inside(obj: dict[str, Any], bbox: tuple[float, float, float, float]) -> bool:

@@ -7,11 +7,12 @@ Built-in extractors are registered here; third-party ones register through the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib.metadata import entry_points
 
 from ingest.extract import detect
+from ingest.extract.ocr import OcrConfig
 from ingest.extract.sandbox import SandboxLimits, run_sandboxed
 from schemas.documents import ExtractedDocument, SourceDocument
 from schemas.errors import ExtractionError, LimitExceededError
@@ -35,6 +36,7 @@ class ExtractionLimits:
     max_pages: int = 2000
     timeout_s: float = 60.0  # pdfplumber needs ~0.15 s per page of dense text
     memory_mb: int = 1024
+    ocr: OcrConfig = field(default_factory=OcrConfig)  # image-only PDF pages
 
 
 @cache
@@ -56,12 +58,12 @@ def _load_class(target: str) -> type[Extractor]:
     return getattr(module, attr)  # type: ignore[no-any-return]
 
 
-def _build(name: str, max_pages: int) -> Extractor:
+def _build(name: str, max_pages: int, ocr: OcrConfig | None = None) -> Extractor:
     if name.startswith("ep:"):
         (ep,) = entry_points(group="ragline.extractors", name=name[3:])
         return ep.load()()  # type: ignore[no-any-return]
     cls = _load_class(_BUILTIN[name])
-    return cls(max_pages=max_pages) if name == "pdf" else cls()  # type: ignore[call-arg]
+    return cls(max_pages=max_pages, ocr_config=ocr) if name == "pdf" else cls()  # type: ignore[call-arg]
 
 
 def supported_media_types() -> list[str]:
@@ -85,14 +87,18 @@ def extract_document(source: SourceDocument, limits: ExtractionLimits) -> Extrac
     name = _media_type_table().get(media_type)
     if name is None:
         raise ExtractionError(source.source_uri, f"unsupported media type {media_type}")
+    # OCR starts no page after 3/4 of the time limit: the rest of a scan is named in a warning
+    # instead of the whole file timing out.
+    ocr = replace(limits.ocr, time_budget_s=0.75 * limits.timeout_s)
     if name in _SANDBOXED or name.startswith("ep:"):
         sandbox = SandboxLimits(timeout_s=limits.timeout_s, memory_mb=limits.memory_mb)
         return run_sandboxed(
             _extract_with, sandbox, source.source_uri,
-            name, source.data, source.source_uri, source.password, limits.max_pages,
+            name, source.data, source.source_uri, source.password, limits.max_pages, ocr,
         )
-    return _extract_with(name, source.data, source.source_uri, source.password, limits.max_pages)
+    return _extract_with(name, source.data, source.source_uri, source.password, limits.max_pages, ocr)
 
 
-def _extract_with(name: str, data: bytes, source_uri: str, password: str | None, max_pages: int) -> ExtractedDocument:
-    return _build(name, max_pages).extract(data, source_uri, password=password)
+def _extract_with(name: str, data: bytes, source_uri: str, password: str | None, max_pages: int,
+                  ocr: OcrConfig | None = None) -> ExtractedDocument:
+    return _build(name, max_pages, ocr).extract(data, source_uri, password=password)

@@ -3,6 +3,7 @@ files derived from them at test time (a PDF cut in half), and generated office a
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import unicodedata
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from ingest.extract import ExtractionLimits, detect_media_type, extract_document
+from ingest.extract.ocr import OcrConfig
 from ingest.extract.pdf import PdfExtractor
 from schemas.documents import ExtractedDocument, SourceDocument
 from schemas.errors import ExtractionError, LimitExceededError
@@ -65,7 +67,7 @@ def test_pdf_pages_tables_and_metadata(corpora: Path, register: ExtractedDocumen
     tables = [s for s in doc.sections if s.kind == "table"]
     assert tables, "ruled table rendered as a Markdown table"
     table = doc.section_text(tables[0])
-    assert table.startswith("| DOCUMENTNO. | DATE POSTED | PAYEENAME | OBLIGATION/SERVICE DATES |")
+    assert table.startswith("| DOCUMENT NO. | DATE POSTED | PAYEE NAME | OBLIGATION/SERVICE DATES |")
     assert "|---|" in table and "| START | END |" in table
     assert {s.page for s in doc.sections} <= set(range(1, doc.metadata["pages"] + 1))
 
@@ -106,9 +108,12 @@ def test_encrypted_pdfs_need_the_right_password(corpora: Path) -> None:
 
 
 def test_scanned_pdf_warns_with_page_numbers(corpora: Path) -> None:
-    doc = extract(corpora / "pdf" / "files" / "ocrmypdf-cardinal-rotated-scans.pdf")
+    """With OCR off, image-only pages yield no text and a warning naming them (OCR: test_pdf_ocr.py)."""
+    path = corpora / "pdf" / "files" / "ocrmypdf-cardinal-rotated-scans.pdf"
+    no_ocr = dataclasses.replace(LIMITS, ocr=OcrConfig(enabled=False))
+    doc = extract_document(SourceDocument(str(path), path.read_bytes()), no_ocr)
     assert doc.sections == ()
-    assert any("page(s) 1-4 of 4" in w for w in doc.warnings)
+    assert doc.warnings == (f"{path}: no text layer on page(s) 1-4 of 4 (scanned? OCR is off)",)
 
 
 def test_pdf_with_its_xref_and_trailer_cut_off_is_repaired(corpora: Path) -> None:
@@ -117,7 +122,7 @@ def test_pdf_with_its_xref_and_trailer_cut_off_is_repaired(corpora: Path) -> Non
     doc = extract(path)
     intact = extract(corpora / "pdf" / "files" / "pdfplumber-nics-background-checks-2015-11.pdf")
     assert doc.metadata["pages"] == intact.metadata["pages"] == 1
-    assert doc.text == intact.text and len(doc.text) == 6614
+    assert doc.text == intact.text and len(doc.text) == 6619
     assert [(s.kind, s.start, s.end) for s in doc.sections] == [(s.kind, s.start, s.end) for s in intact.sections]
     assert doc.warnings == (f"{path}: damaged PDF: can't find startxref; repaired before extraction, "
                             "text may be incomplete",)
@@ -139,9 +144,9 @@ def test_pdfs_pdfminer_cannot_open_are_repaired_with_a_warning(corpora: Path, na
 def test_unreadable_pages_of_a_repaired_pdf_are_skipped_by_number(corpora: Path) -> None:
     path = corpora / "malformed" / "pdf" / "pdfjs-poppler-90-corrupt-ccittfax.pdf"
     doc = extract(path)
-    assert doc.metadata["pages"] == 16 and {s.page for s in doc.sections} == {2, 14}
+    assert doc.metadata["pages"] == 16 and {s.page for s in doc.sections} == {2, 3, 10, 14}
     assert doc.warnings[0].startswith(f"{path}: damaged PDF: ")
-    assert doc.warnings[1] == (f"{path}: page(s) 1, 4-11, 13, 15 of 16 could not be read and were skipped "
+    assert doc.warnings[1] == (f"{path}: page(s) 1 of 16 could not be read and were skipped "
                                "(page 1: Error: Non-hexadecimal digit found)")
 
 
@@ -172,12 +177,11 @@ def test_pdf_cut_in_half_gives_back_the_pages_that_survive(register_cut_in_half:
     lost half; the 10 page objects of the first half come back, in file order, as pages 1-10.
 
     Unlike the bench corpus's half tracemonkey paper (whose fonts were all in the lost half),
-    every font of this file is in its first 21%, so nothing stands in for them: measured
-    against pdfplumber's text of the intact file, each recovered page keeps 100% of its
-    words in order (pages 7-10 are scanned figures with a few lines of text), and so the
-    assertion is the strongest one, equality: each page's text, and the sections with their
-    offsets, are the intact file's first 10 pages. Page 11's content stream survives but its
-    page object does not, so it is not a page.
+    every font of this file is in its first 21%, so nothing stands in for them: each
+    recovered page keeps 100% of the words of the intact file's page, in order (pages 7-10
+    are scanned figures with a few lines of text). Line and paragraph breaks may differ:
+    headings and running headers are found from the whole document, here 10 pages instead
+    of 15. Page 11's content stream survives but its page object does not, so it is not a page.
     ``test_salvaged_pages_keep_their_content_streams_byte_for_byte`` shows that the pages
     themselves survive intact.
     """
@@ -192,11 +196,10 @@ def test_pdf_cut_in_half_gives_back_the_pages_that_survive(register_cut_in_half:
         "recovering damaged file); rebuilt from the 10 page object(s) that survive, numbered in file order "
         "(the original page numbers are unknown); text recovered from 10 of them; text may be incomplete",)
     for number, text in recovered.items():
-        assert text == intact[number], number
-    assert register.text.startswith(doc.text) and len(doc.text) == 46238
-    assert [(s.kind, s.start, s.end, s.page) for s in doc.sections] == [
-        (s.kind, s.start, s.end, s.page) for s in register.sections if (s.page or 0) <= 10]
-    assert recovered[1].splitlines()[:3] == ["47698", "Proposed Rules", "Federal Register"]
+        assert text.split() == intact[number].split(), number
+    assert len(doc.text.split()) == 6767
+    assert recovered[1].splitlines()[:2] == ["This section of the FEDERAL REGISTER",
+                                             "contains notices to the public of the proposed"]
 
 
 def content_streams(page: Any) -> list[tuple[bytes, bytes]]:
@@ -236,7 +239,8 @@ def test_salvaged_pages_keep_their_content_streams_byte_for_byte(register_cut_in
 def test_a_page_cut_off_from_its_fonts_reads_with_the_stand_in(corpora: Path) -> None:
     """First 50% of a one-page pandoc/LaTeX file: the page and its content stream survive, its fonts
     (written after them) do not. Times-Roman stands in for all of them, so the words come back in
-    order; only the typographic quotes, which the lost fonts' encoding mapped, come out as (cid:N)."""
+    order; only the typographic quotes, which the lost fonts' encoding mapped, are lost (PDFium reads
+    them as control characters, which are dropped)."""
     import pikepdf
 
     from ingest.extract.pdf_repair import salvage as rebuild
@@ -252,7 +256,7 @@ def test_a_page_cut_off_from_its_fonts_reads_with_the_stand_in(corpora: Path) ->
         "Times-Roman widths stand in, so word spacing and symbols may be wrong; text may be incomplete",)
     intact = extract(source).text
     assert "“that is”" in intact
-    assert doc.text == intact.replace("“", "(cid:16)").replace("”", "(cid:17)")
+    assert doc.text == intact.replace("“", "").replace("”", "")
     salvage = rebuild(cut, 2000, "cut.pdf")
     assert salvage is not None and (salvage.pages, salvage.lost_fonts) == (1, (1,))
     with pikepdf.open(io.BytesIO(salvage.data)) as rebuilt, pikepdf.open(source) as original:
