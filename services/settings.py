@@ -56,6 +56,11 @@ class ExtractionSettings(_Group):
     timeout_s: float = 60.0
     memory_mb: int = 1024
     passwords_file: Path | None = Field(None, description="JSON object: file name or path -> PDF password")
+    ocr: bool = Field(True, description="OCR image-only PDF pages with Tesseract when it is installed")
+    ocr_languages: str = Field("eng", pattern=r"^[A-Za-z0-9_/]+(\+[A-Za-z0-9_/]+)*$",
+                               description="Tesseract languages, e.g. eng or eng+deu (their OS data packages)")
+    ocr_max_pages: int = Field(50, ge=0, description="pages OCR'd per document at most; the rest are named in a "
+                               "warning (OCR also stops at 3/4 of timeout_s: ~2.5 s a page)")
 
 
 class FetchSettings(_Group):

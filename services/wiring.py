@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from ingest.chunk import load_chunker
 from ingest.embed import BatchingConfig, EmbeddingCache, EmbeddingClient
 from ingest.extract import ExtractionLimits, detect
+from ingest.extract.ocr import OcrConfig
 from ingest.fetch import FetchPolicy
 from ingest.pipeline import IngestPipeline
 from ingest.registry import DocumentRegistry
@@ -37,11 +38,11 @@ if TYPE_CHECKING:
     from lineage.lander import KafkaLander
 
 #: Bumped when extraction output changes in a way that should re-index everything.
-EXTRACTION_VERSION = 1
+EXTRACTION_VERSION = 2  # 2: PDF text from PDFium, running headers dropped, heading paths, OCR
 #: Bumped when how point ids are derived changes (2: chunk ids scoped by tenant), so an
 #: existing index is rebuilt as a new generation (``ragline reindex``) instead of mixing rules.
 IDENTITY_VERSION = 2
-_PARSERS = ("pdfplumber", "trafilatura", "unstructured")
+_PARSERS = ("pdfplumber", "pypdfium2", "trafilatura", "unstructured")
 
 
 def build_embedder(settings: Settings) -> Embedder:
@@ -209,7 +210,8 @@ class Components:
     def pipeline(self) -> IngestPipeline:
         ext = self.settings.extraction
         return IngestPipeline(
-            limits=ExtractionLimits(ext.max_bytes, ext.max_pages, ext.timeout_s, ext.memory_mb),
+            limits=ExtractionLimits(ext.max_bytes, ext.max_pages, ext.timeout_s, ext.memory_mb,
+                                    OcrConfig(ext.ocr, ext.ocr_languages, ext.ocr_max_pages)),
             chunker_for=self.chunkers, embedder=self.embedding_client(), index=self.index,
             registry=self.registry, collection=self.collection, pipeline_fingerprint=self.pipeline_fingerprint,
             archive=self.chunk_archive, on_change=self.lineage.record_document_change,

@@ -13,6 +13,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+deploy/dev/os-deps.sh  # Tesseract for the OCR tests, installed when missing
+
 deploy/dev/postgres.sh start >"$out/postgres" &
 pg=$!
 deploy/dev/kafka.sh start >"$out/kafka" &
