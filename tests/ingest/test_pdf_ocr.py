@@ -1,0 +1,85 @@
+"""OCR of image-only PDF pages with the OS's Tesseract (installed by ``deploy/dev/os-deps.sh``),
+on OCRmyPDF's scanned brochure page and its reference transcription (``tests/corpora/pdf``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from rapidfuzz.distance import Levenshtein
+
+from ingest.extract import ExtractionLimits, extract_document
+from ingest.extract.ocr import OcrConfig, find_tesseract
+from schemas.documents import ExtractedDocument, SourceDocument
+from services.settings import Settings
+
+LINN = "ocrmypdf-linn-scanned-two-column.pdf"
+CARDINAL = "ocrmypdf-cardinal-rotated-scans.pdf"
+LIMITS = ExtractionLimits(timeout_s=120, memory_mb=768)
+#: Tesseract 5.3.0 (Debian 12, eng + osd data) reads the page at 99.0% character accuracy
+#: (Levenshtein over whitespace-normalized text, bench/extract_quality.py); the margin
+#: leaves room for other Tesseract versions.
+MIN_ACCURACY = 0.95
+
+
+@pytest.fixture(autouse=True, scope="module")
+def tesseract_installed() -> None:
+    assert find_tesseract() is not None, "tesseract is not installed: run deploy/dev/os-deps.sh (as root)"
+
+
+def extract(corpora: Path, name: str, limits: ExtractionLimits = LIMITS) -> ExtractedDocument:
+    path = corpora / "pdf" / "files" / name
+    return extract_document(SourceDocument(name, path.read_bytes()), limits)
+
+
+def accuracy(text: str, reference: str) -> float:
+    got, want = " ".join(text.split()), " ".join(reference.split())
+    return 1 - Levenshtein.distance(got, want) / len(want)
+
+
+def test_a_scanned_page_is_read_by_ocr_and_marked_so(corpora: Path) -> None:
+    doc = extract(corpora, LINN)
+    reference = (corpora / "pdf" / "expected" / "ocrmypdf-linn.txt").read_text(encoding="utf-8")
+    assert accuracy(doc.text, reference) >= MIN_ACCURACY
+    assert "The LinnSequencer" in doc.text and "32 Track MIDI Sequence Recorder" in doc.text
+    assert doc.metadata["ocr_pages"] == [1]
+    assert doc.warnings == (f"{LINN}: no text layer on page(s) 1 of 1; their text comes from OCR and may "
+                            "contain recognition errors",)
+    assert doc.sections and all(s.page == 1 for s in doc.sections)
+    for s in doc.sections:
+        assert doc.text[s.start:s.end].strip() == doc.text[s.start:s.end]
+
+
+def test_pages_scanned_sideways_and_upside_down_are_read(corpora: Path) -> None:
+    """The same scan rotated 0/90/180/270 degrees in the image: orientation detection turns each."""
+    doc = extract(corpora, CARDINAL)
+    assert doc.metadata["ocr_pages"] == [1, 2, 3, 4]
+    by_page = {n: " ".join(doc.section_text(s) for s in doc.sections if s.page == n) for n in range(1, 5)}
+    assert all("LinnSequencer" in text for text in by_page.values()), by_page
+
+
+def test_the_page_budget_names_the_pages_left_unread(corpora: Path) -> None:
+    doc = extract(corpora, CARDINAL, dataclasses.replace(LIMITS, ocr=OcrConfig(max_pages=1)))
+    assert doc.metadata["ocr_pages"] == [1]
+    assert {s.page for s in doc.sections} == {1}
+    assert doc.warnings[1] == (f"{CARDINAL}: no text layer on page(s) 2-4 of 4 (scanned? beyond the OCR budget "
+                               "of 1 page(s))")
+
+
+def test_a_language_without_data_is_reported_not_guessed(corpora: Path) -> None:
+    doc = extract(corpora, LINN, dataclasses.replace(LIMITS, ocr=OcrConfig(languages="eng+qqq")))
+    assert doc.text == "" and "ocr_pages" not in doc.metadata
+    assert doc.warnings == (f"{LINN}: no text layer on page(s) 1 of 1 (scanned? no OCR: tesseract has no data "
+                            "for language(s) qqq (Debian: tesseract-ocr-qqq))",)
+
+
+def test_ocr_settings() -> None:
+    ext = Settings(extraction={"ocr_languages": "eng+deu", "ocr_max_pages": 3}).extraction  # type: ignore[arg-type]
+    assert (ext.ocr, ext.ocr_languages, ext.ocr_max_pages) == (True, "eng+deu", 3)
+    for bad in ("eng; rm -rf /", "-l", ""):
+        with pytest.raises(ValidationError):
+            Settings(extraction={"ocr_languages": bad})  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="OCR languages"):
+            OcrConfig(languages=bad)
