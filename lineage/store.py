@@ -38,17 +38,16 @@ log = logging.getLogger(__name__)
 class SqlLineageStore:
     """:class:`schemas.protocols.LineageSink` on SQLAlchemy (SQLite or PostgreSQL)."""
 
-    def __init__(self, engine: Engine, *, deployment: str = "local", store_query_text: bool = True,
-                 tenants_hashing_queries: Sequence[str] = ()) -> None:
+    def __init__(self, engine: Engine, *, deployment: str = "local") -> None:
         self._engine = engine
         self._deployment = deployment
-        self._store_query_text = store_query_text
-        self._hashing = frozenset(tenants_hashing_queries)
         self._sql = _Statements(engine.dialect)
 
-    def keeps_query_text(self, answer: AnswerRecord) -> bool:
-        """Query text is stored unless the deployment, the tenant or the request opts out."""
-        return self._store_query_text and answer.store_query_text and answer.tenant not in self._hashing
+    @staticmethod
+    def keeps_query_text(answer: AnswerRecord) -> bool:
+        """The record says whether its query text may be kept (the answering use case applies
+        the deployment's and the tenant's policy); otherwise only its SHA-256 is."""
+        return answer.store_query_text
 
     def record_answer(self, answer: AnswerRecord) -> None:
         if answer.status == "streaming":

@@ -25,6 +25,7 @@ from schemas.errors import RaglineError, TerminalError
 from schemas.lineage import AnswerRecord, AnswerStatus, RetrievedRef, TokenUsage
 from schemas.protocols import Generator, LineageSink
 from schemas.retrieval import Generation, RetrievedChunk, SearchFilter
+from services.errors import InvalidInput
 
 QUOTE_CHARS = 300
 log = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ class AnswerRequest:
     retrieval_query: str | None = None  # condensed conversation for chat; defaults to query
     request_id: str | None = None
     idempotency_key: str | None = None
-    store_query_text: bool = True
     traceparent: str | None = None
     conversation: tuple[tuple[str, str], ...] = ()  # chat: every message as (role, text)
 
@@ -110,20 +110,49 @@ def _replayed(answer_id: str, payload: dict[str, Any]) -> abc.Generator[tuple[st
     yield "done", payload
 
 
+@dataclass(frozen=True)
+class AnswerPolicy:
+    """The rules every entry point gets alike: query limits, the evidence threshold, and
+    whether a tenant's query text may be stored (else only its SHA-256)."""
+
+    min_score: float
+    max_query_chars: int | None = None
+    max_k: int | None = None
+    store_query_text: bool = True
+    tenants_hashing_queries: frozenset[str] = frozenset()
+
+    def stores_query_text(self, tenant: str) -> bool:
+        return self.store_query_text and tenant not in self.tenants_hashing_queries
+
+    def check(self, query: str, k: int) -> None:
+        if self.max_query_chars is not None and len(query) > self.max_query_chars:
+            raise InvalidInput("query", f"{len(query)} characters exceeds the limit of {self.max_query_chars}")
+        if self.max_k is not None and k > self.max_k:
+            raise InvalidInput("k", f"{k} exceeds the limit of {self.max_k}")
+
+
 class AnswerService:
+    """The answering use case: retrieval, grounded answers (whole or streamed), and their lineage."""
+
     def __init__(self, retriever: Retriever, generator: Generator, template: PromptTemplate,
-                 lineage: LineageSink, min_score: float) -> None:
+                 lineage: LineageSink, policy: AnswerPolicy) -> None:
         self.retriever = retriever
         self.generator = generator
         self.template = template
         self.lineage = lineage
-        self.min_score = min_score
+        self.policy = policy
+        self.min_score = policy.min_score
 
-    def retrieve(self, query: str, k: int, flt: SearchFilter) -> tuple[list[RetrievedChunk], dict[str, float]]:
+    def retrieve(self, query: str, k: int, flt: SearchFilter, *,
+                 checked: bool = True) -> tuple[list[RetrievedChunk], dict[str, float]]:
+        """Ranked chunks; ``checked=False`` lifts the request limits (operator search, eval)."""
+        if checked:
+            self.policy.check(query, k)
         chunks, t = self.retriever.retrieve(query, k, flt)
         return chunks, {"embed_ms": t.embed_ms, "search_ms": t.search_ms}
 
     def answer(self, req: AnswerRequest) -> AnswerOutcome:
+        self.policy.check(req.retrieval_query or req.query, req.k)
         started = time.perf_counter()
         answer_id = ids.answer_id(req.search_filter.tenant, req.idempotency_key)
         replay = self._replay(req, answer_id)
@@ -155,6 +184,7 @@ class AnswerService:
         Idempotency-Key check, retrieval, and the commit of the rows (status ``streaming``).
         The stream then yields ("start", {"answer_id"}), ("delta", {"text"})…, ("done", payload);
         one ended early is finalized as ``incomplete``. ``on_done`` sees a new answer's payload."""
+        self.policy.check(req.retrieval_query or req.query, req.k)
         answer_id = ids.answer_id(req.search_filter.tenant, req.idempotency_key)
         replay = self._replay(req, answer_id)
         if replay is None:
@@ -224,7 +254,7 @@ class AnswerService:
     def _gather(self, req: AnswerRequest) -> tuple[list[RetrievedChunk], list[RetrievedChunk], dict[str, float],
                                                    datetime]:
         retrieved_at = datetime.now(UTC)
-        chunks, timings = self.retrieve(req.retrieval_query or req.query, req.k, req.search_filter)
+        chunks, timings = self.retrieve(req.retrieval_query or req.query, req.k, req.search_filter, checked=False)
         evidence = [c for c in chunks if c.score >= self.min_score]
         return chunks, evidence, timings, retrieved_at
 
@@ -281,7 +311,7 @@ class AnswerService:
         return AnswerRecord(
             answer_id=answer_id, tenant=flt.tenant, created_at=datetime.now(UTC), status=status,
             endpoint=req.endpoint, request_id=req.request_id, query=req.query,
-            store_query_text=req.store_query_text, answer_text=generation.text,
+            store_query_text=self.policy.stores_query_text(flt.tenant), answer_text=generation.text,
             retrieved=[RetrievedRef(chunk_id=c.chunk_id, document_id=c.document_id,
                                     document_version=c.document_version, source_uri=c.source_uri, rank=c.rank,
                                     score=c.score, cited=c.rank in cited) for c in chunks],

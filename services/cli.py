@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,14 +12,12 @@ import typer
 from pydantic import ValidationError
 
 from ingest.pipeline import DocumentOutcome, IngestSummary
-from ingest.reconcile import reconcile
-from ingest.sources import SourceOptions, iter_sources, load_passwords
 from schemas.errors import RaglineError
 from services import output
+from services.application import Application, build_application
+from services.ingestion import IngestTargets
 from services.lineage_cli import documents_app, lander_cmd, lineage_app, relay_app
-from services.operations import promote_if_complete, reindex, reingest_from_source
 from services.settings import Settings
-from services.wiring import Components, build_fetch_policy
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="ragline: RAG ingestion with answer lineage.")
@@ -32,8 +31,8 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON document 
 TenantOpt = Annotated[str | None, typer.Option("--tenant", help="tenant (default: RAGLINE_DEFAULT_TENANT)")]
 
 
-def _components() -> Components:
-    return Components(Settings())
+def _application() -> Application:
+    return build_application(Settings())
 
 
 @app.command()
@@ -48,37 +47,16 @@ def ingest(
         "--follow-symlinks", help="follow symlinks inside folders (only to targets inside the folder)")] = False,
 ) -> None:
     """Index documents: extract, chunk, embed and upsert; unchanged ones cost nothing."""
-    comps = _components()
-    settings = comps.settings
-    options = SourceOptions(
-        tenant=tenant or settings.default_tenant, access_tags=tuple(tag or ()),
-        passwords=load_passwords(passwords or settings.extraction.passwords_file),
-        max_bytes=settings.extraction.max_bytes, fetch=build_fetch_policy(settings, operator=True),
-        follow_symlinks=follow_symlinks,
-    )
-    pipeline = comps.pipeline()
-    with output.progress("ingesting", enabled=not as_json) as bar:
-        started = time.perf_counter()
-        done = 0
-
-        def on_document(outcome: DocumentOutcome) -> None:
-            nonlocal done
-            done += 1
-            if outcome.status == "failed" and not as_json:
-                output.error(f"{outcome.source_uri}: {outcome.error}")
-            if bar:
-                rate = done / max(time.perf_counter() - started, 1e-6)
-                bar[0].update(bar[1], advance=1, rate=rate, last=Path(outcome.source_uri).name[:40])
-
-        summary = pipeline.ingest(iter_sources(targets, options), estimate_only=estimate, on_document=on_document)
-    stats = pipeline.embedder.stats
-    optimize_due = stats.embedded_texts >= settings.index.optimize_after_points
-    if not estimate and settings.index.backend == "edge" and optimize_due:
-        if not as_json:
-            output.stderr.print(f"building the HNSW index for {pipeline.collection} …")
-        comps.index.optimize(pipeline.collection)
-    generation = promote_if_complete(comps) if not estimate else None
-    comps.close()
+    application = _application()
+    request = IngestTargets(targets, tenant or application.settings.default_tenant, tuple(tag or ()), passwords,
+                            follow_symlinks)
+    try:
+        with output.progress("ingesting", enabled=not as_json) as bar:
+            run = application.ingestion.ingest(request, estimate=estimate,
+                                               on_document=_progress(bar, as_json))
+    finally:
+        application.close()
+    summary, stats, generation = run.summary, run.stats, run.generation
     _render_ingest(summary, stats, as_json)
     if generation and not as_json:
         output.stderr.print(generation, highlight=False)
@@ -128,15 +106,15 @@ def search(
     tag: Annotated[list[str] | None, typer.Option("--tag", help="only chunks readable with these tags")] = None,
 ) -> None:
     """Search the index and print the best-matching chunks."""
-    from retrieval.retriever import Retriever
     from schemas.retrieval import SearchFilter
 
-    comps = _components()
-    comps.index.ensure_collection(comps.serving_collection, comps.embedder.dimensions)
-    retriever = Retriever(comps.embedder, comps.index, comps.serving_collection)
-    flt = SearchFilter(tenant=tenant or comps.settings.default_tenant, access_tags=tuple(tag) if tag else None)
-    chunks, _ = retriever.retrieve(query, k, flt)
-    comps.close()
+    application = _application()
+    try:
+        flt = SearchFilter(tenant=tenant or application.settings.default_tenant,
+                           access_tags=tuple(tag) if tag else None)
+        chunks, _ = application.answering.retrieve(query, k, flt, checked=False)
+    finally:
+        application.close()
     if as_json:
         output.emit_json([
             {"chunk_id": c.chunk_id, "document_id": c.document_id, "source_uri": c.source_uri, "score": c.score,
@@ -154,28 +132,33 @@ def search(
 def reindex_cmd(as_json: JsonFlag = False) -> None:
     """Build the configured index generation for every document still only in an older one
     (from kept bytes or the source file; cached embeddings are reused), then move the alias."""
-    comps = _components()
-    pipeline = comps.pipeline()
-    comps.index.ensure_collection(comps.collection, comps.embedder.dimensions)
-    started = time.perf_counter()
-    with output.progress("re-indexing", enabled=not as_json) as bar:
-        def on_document(outcome: DocumentOutcome) -> None:
-            if outcome.status == "failed" and not as_json:
-                output.error(f"{outcome.source_uri}: {outcome.error}")
-            if bar:
-                done = bar[0].tasks[0].completed + 1
-                bar[0].update(bar[1], advance=1, rate=done / max(time.perf_counter() - started, 1e-6),
-                              last=Path(outcome.source_uri).name[:40])
+    application = _application()
+    try:
+        with output.progress("re-indexing", enabled=not as_json) as bar:
+            run = application.ingestion.reindex(_progress(bar, as_json))
+    finally:
+        application.close()
+    _render_ingest(run.summary, run.stats, as_json)
+    if not as_json and run.generation:
+        output.stderr.print(run.generation, highlight=False)
+    raise typer.Exit(EXIT_PARTIAL if run.summary.documents["failed"] else 0)
 
-        summary = reindex(comps, pipeline, on_document)
-    if comps.settings.index.backend == "edge" and pipeline.embedder.stats.embedded_texts:
-        comps.index.optimize(pipeline.collection)
-    generation = promote_if_complete(comps)
-    comps.close()
-    _render_ingest(summary, pipeline.embedder.stats, as_json)
-    if not as_json:
-        output.stderr.print(generation, highlight=False)
-    raise typer.Exit(EXIT_PARTIAL if summary.documents["failed"] else 0)
+
+def _progress(bar: Any, as_json: bool) -> Callable[[DocumentOutcome], None]:
+    """Per-document output: failures on stderr, and the progress line's count and rate."""
+    started = time.perf_counter()
+    done = 0
+
+    def on_document(outcome: DocumentOutcome) -> None:
+        nonlocal done
+        done += 1
+        if outcome.status == "failed" and not as_json:
+            output.error(f"{outcome.source_uri}: {outcome.error}")
+        if bar:
+            rate = done / max(time.perf_counter() - started, 1e-6)
+            bar[0].update(bar[1], advance=1, rate=rate, last=Path(outcome.source_uri).name[:40])
+
+    return on_document
 
 
 @app.command(name="reconcile")
@@ -184,13 +167,11 @@ def reconcile_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Compare the document registry with the vector index (and repair on request)."""
-    comps = _components()
-    pipeline = comps.pipeline()
-
-    comps.index.ensure_collection(comps.collection, comps.embedder.dimensions)
-    report = reconcile(comps.registry, comps.index, comps.collection, repair=repair,
-                       reingest=lambda t, d: reingest_from_source(comps, pipeline, t, d))
-    comps.close()
+    application = _application()
+    try:
+        report = application.ingestion.reconcile(repair=repair)
+    finally:
+        application.close()
     if as_json:
         output.emit_json(report.to_dict())
     else:
@@ -204,11 +185,12 @@ def reconcile_cmd(
 @app.command()
 def optimize() -> None:
     """Build the HNSW index of the current collection (Qdrant Edge; blocks this process)."""
-    comps = _components()
-    comps.index.ensure_collection(comps.collection, comps.embedder.dimensions)
+    application = _application()
     started = time.perf_counter()
-    changed = comps.index.optimize(comps.collection)
-    comps.close()
+    try:
+        changed = application.maintenance.optimize()
+    finally:
+        application.close()
     output.stdout.print(f"{'optimized' if changed else 'already optimal'} in {time.perf_counter() - started:.1f} s")
 
 
@@ -230,9 +212,8 @@ def serve(
         raise typer.BadParameter(
             f"refusing to serve {host} without API keys: configure RAGLINE_API__KEYS or bind 127.0.0.1",
             param_hint="--host")
-    comps = Components(settings)
-    application = create_app(comps)
-    output.stderr.print(f"ragline serving {comps.serving_collection} on http://{host}:{port} (docs: /docs)")
+    application = create_app(build_application(settings))
+    output.stderr.print(f"ragline serving on http://{host}:{port} (docs: /docs)")
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
 

@@ -1,5 +1,5 @@
 """``ragline lineage …``, ``ragline relay``, ``ragline lander`` and ``ragline documents forget``:
-thin commands over ``lineage`` and ``services.lineage_ops`` (registered in ``services.cli``)."""
+thin commands over the audit and maintenance use cases (registered in ``services.cli``)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Annotated
 import typer
 
 from schemas.errors import ConfigurationError
-from services import lineage_ops, output
+from services import output
+from services.application import Application, build_application
 from services.settings import Settings
-from services.wiring import Components
 
 lineage_app = typer.Typer(no_args_is_help=True, help="Audit answer lineage: which answers used what.")
 relay_app = typer.Typer(help="Move outbox events into the Iceberg lineage tables.")
@@ -25,8 +25,8 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON document 
 TenantOpt = Annotated[str | None, typer.Option("--tenant", help="only this tenant")]
 
 
-def _components() -> Components:
-    return Components(Settings())
+def _application() -> Application:
+    return build_application(Settings())
 
 
 def _moment(value: str | None, option: str) -> datetime | None:
@@ -51,13 +51,13 @@ def answers_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Answers that used a document, newest first."""
-    from lineage import LineageQueries
-
-    comps = _components()
-    page = LineageQueries(comps.engine).answers_for_document(
-        document, tenant=tenant, version=version, since=_moment(since, "--since"), until=_moment(until, "--until"),
-        limit=limit, cursor=cursor)
-    comps.close()
+    application = _application()
+    try:
+        page = application.audit.answers_for_document(
+            document, tenant=tenant, version=version, since=_moment(since, "--since"),
+            until=_moment(until, "--until"), limit=limit, cursor=cursor)
+    finally:
+        application.close()
     if as_json:
         output.emit_json(page.to_dict())
         return
@@ -71,9 +71,11 @@ def answers_cmd(
 @lineage_app.command("show")
 def show_cmd(answer_id: str, tenant: TenantOpt = None, as_json: JsonFlag = False) -> None:
     """The full trace of an answer: query, retrieved chunks with archived text, versions, timings."""
-    comps = _components()
-    trace = lineage_ops.answer_trace(comps, answer_id, tenant).to_dict()
-    comps.close()
+    application = _application()
+    try:
+        trace = application.audit.answer_trace(answer_id, tenant).to_dict()
+    finally:
+        application.close()
     if as_json:
         output.emit_json(trace)
         return
@@ -90,9 +92,11 @@ def show_cmd(answer_id: str, tenant: TenantOpt = None, as_json: JsonFlag = False
 @lineage_app.command("replay")
 def replay_cmd(answer_id: str, tenant: TenantOpt = None, as_json: JsonFlag = False) -> None:
     """Rebuild the exact prompt that was sent for an answer."""
-    comps = _components()
-    result = lineage_ops.replay(comps, answer_id, tenant)
-    comps.close()
+    application = _application()
+    try:
+        result = application.audit.replay(answer_id, tenant)
+    finally:
+        application.close()
     if as_json:
         output.emit_json(result.to_dict())
         return
@@ -107,9 +111,11 @@ def replay_cmd(answer_id: str, tenant: TenantOpt = None, as_json: JsonFlag = Fal
 @lineage_app.command("stats")
 def stats_cmd(as_json: JsonFlag = False) -> None:
     """Counts an operator checks at a glance (SQL projection, outbox, Iceberg)."""
-    comps = _components()
-    stats = lineage_ops.lineage_stats(comps)
-    comps.close()
+    application = _application()
+    try:
+        stats = application.audit.stats()
+    finally:
+        application.close()
     if as_json:
         output.emit_json(stats)
         return
@@ -119,9 +125,11 @@ def stats_cmd(as_json: JsonFlag = False) -> None:
 @lineage_app.command("compact")
 def compact_cmd(as_json: JsonFlag = False) -> None:
     """Rewrite each day of the Iceberg tables as one data file (small-file maintenance)."""
-    comps = _components()
-    reports = comps.lineage_lake.compact()
-    comps.close()
+    application = _application()
+    try:
+        reports = application.maintenance.compact()
+    finally:
+        application.close()
     if as_json:
         output.emit_json([asdict(r) for r in reports])
         return
@@ -135,10 +143,10 @@ def relay_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Land outbox events in Iceberg: with --once drain and exit, else relay in batches until Ctrl-C."""
-    comps = _components()
+    application = _application()
     try:
         if not once:
-            worker = comps.relay_worker()
+            worker = application.maintenance.relay_worker()
             worker.start()
             output.stderr.print("relaying outbox -> Iceberg; Ctrl-C stops after landing what is pending")
             try:
@@ -147,9 +155,9 @@ def relay_cmd(
             except KeyboardInterrupt:
                 worker.stop()
             return
-        report = comps.relay().drain()
+        report = application.maintenance.relay().drain()
     finally:
-        comps.close()
+        application.close()
     if as_json:
         output.emit_json(asdict(report))
     else:
@@ -164,18 +172,18 @@ def lander_cmd(
 ) -> None:
     """Land the Kafka lineage topics in Iceberg, exactly once (a consumer group; needs
     RAGLINE_KAFKA__BOOTSTRAP). SIGTERM or Ctrl-C commits what is pending, then exits."""
-    comps = _components()
+    application = _application()
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        lander = comps.lander()
+        lander = application.maintenance.lander()
         if not as_json:
             output.stderr.print("landing the lineage topics in Iceberg; Ctrl-C stops after committing what is pending")
         report = lander.run(until_idle_s=until_idle, stop=stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        comps.close()
+        application.close()
     if as_json:
         output.emit_json(asdict(report))
     else:
@@ -186,10 +194,11 @@ def lander_cmd(
 @documents_app.command("forget")
 def forget_cmd(document_id: str, tenant: TenantOpt = None, as_json: JsonFlag = False) -> None:
     """Erasure: delete from retrieval, erase archived chunk text (ids kept), list answers that used it."""
-    comps = _components()
-    who = tenant or comps.settings.default_tenant
-    report = lineage_ops.forget_document(comps, who, document_id, comps.pipeline().delete)
-    comps.close()
+    application = _application()
+    try:
+        report = application.audit.forget(tenant or application.settings.default_tenant, document_id)
+    finally:
+        application.close()
     if as_json:
         output.emit_json(asdict(report))
         return

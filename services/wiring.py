@@ -232,10 +232,7 @@ class Components:
     @cached_property
     def lineage(self) -> SqlLineageStore:
         """The LineageSink of every answer path (transactional outbox on ``engine``)."""
-        cfg = self.settings.lineage
-        return SqlLineageStore(self.engine, deployment=self.settings.deployment,
-                               store_query_text=cfg.store_query_text,
-                               tenants_hashing_queries=cfg.tenants_hashing_queries)
+        return SqlLineageStore(self.engine, deployment=self.settings.deployment)
 
     @cached_property
     def chunk_archive(self) -> SqlChunkArchive:

@@ -126,6 +126,43 @@ def test_lineage_imports_neither_ingest_nor_retrieval() -> None:
     assert violations("lineage", lambda name: top(name) not in {"ingest", "retrieval"}) == []
 
 
+#: The runnables of ``services``: they parse input, call a use case of the Application and
+#: render its result. Only the composition root (services/application.py, over
+#: services/wiring.py) builds stores and clients.
+ADAPTERS = sorted([REPO / "services" / "cli.py", REPO / "services" / "lineage_cli.py",
+                   *(REPO / "services" / "api").glob("*.py"),
+                   *(p for p in (REPO / "services" / "worker.py",) if p.exists())])
+#: What an adapter never imports: the wiring, the stores and the engines behind the use cases.
+ADAPTER_FORBIDDEN_IMPORTS = ("services.wiring", "services.db", "sqlalchemy", "ingest.registry.DocumentRegistry",
+                             "ingest.pipeline.IngestPipeline", "ingest.sources", "ingest.fetch", "ingest.reconcile",
+                             "retrieval.index", "retrieval.retriever", "lineage.store", "lineage.queries",
+                             "lineage.iceberg", "lineage.relay", "lineage.LineageQueries", "lineage.SqlLineageStore")
+#: Attributes that mean an adapter reached past the use cases into the stores.
+ADAPTER_FORBIDDEN_ATTRIBUTES = {"components", "engine", "index", "registry", "pipeline", "lineage_lake",
+                                "chunk_archive", "embedder", "serving_collection"}
+
+
+def adapter_violations(source: str, where: str) -> list[str]:
+    found = [f"{where}:{line} imports {name}" for line, name in imports_in(source, "services")
+             if any(is_under(name, banned) for banned in ADAPTER_FORBIDDEN_IMPORTS)]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in ADAPTER_FORBIDDEN_ATTRIBUTES:
+            found.append(f"{where}:{node.lineno} reaches .{node.attr}")
+    return found
+
+
+@pytest.mark.parametrize("path", ADAPTERS, ids=lambda p: str(p.relative_to(REPO)))
+def test_adapters_only_call_use_cases(path: Path) -> None:
+    assert adapter_violations(path.read_text(encoding="utf-8"), str(path.relative_to(REPO))) == []
+
+
+def test_the_adapter_rule_can_fail() -> None:
+    found = adapter_violations("from services.wiring import Components\n"
+                               "def f(rt):\n    return rt.components.registry.get('t', 'd')\n", "bad.py")
+    assert found == ["bad.py:1 imports services.wiring.Components", "bad.py:3 reaches .registry",
+                     "bad.py:3 reaches .components"]
+
+
 def public_surface(package: str) -> list[str] | None:
     init = REPO / package.replace(".", "/") / "__init__.py"
     tree = ast.parse(init.read_text(encoding="utf-8"))

@@ -15,45 +15,46 @@ from services.api import chat_routes, document_routes, health_routes, limits, li
 from services.api.deps import AuthError, authenticate
 from services.api.limits import BodyLimit
 from services.api.openapi import install_openapi
-from services.api.runtime import InvalidField, Runtime
+from services.api.runtime import Runtime
+from services.application import Application
+from services.errors import InvalidInput
 from services.settings import ApiSettings
-from services.wiring import Components
 
 log = logging.getLogger("ragline.api")
 _OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc")
 
 
-def create_app(components: Components, *, run_relay: bool = True) -> FastAPI:
-    """The app; with ``run_relay`` the outbox relay lands lineage in the background."""
-    runtime = Runtime(components)
-    runtime.metrics.watch_outbox(components.outbox_backlog)
+def create_app(application: Application, *, run_relay: bool = True) -> FastAPI:
+    """The app over one Application (the process's use cases); with ``run_relay`` the
+    outbox relay delivers lineage in the background."""
+    runtime = Runtime(application)
+    settings = application.settings
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        relay = components.relay_worker() if run_relay else None
+        relay = runtime.maintenance.relay_worker() if run_relay else None
         if relay:
             relay.start()
         yield
         if relay:
             relay.stop()
         runtime.close()
-        components.close()
 
     app = FastAPI(title="ragline", version="0.1.0", lifespan=lifespan,
                   description="Grounded answers with lineage: retrieval, query, OpenAI-compatible chat, documents.")
-    app.state.components = components
+    app.state.application = application
     app.state.runtime = runtime
     problems.install(app)
-    install_openapi(app, components.settings.api)
-    app.add_exception_handler(InvalidField, _invalid_field)  # type: ignore[arg-type]
+    install_openapi(app, settings.api)
+    app.add_exception_handler(InvalidInput, _invalid_input)  # type: ignore[arg-type]
     for module in (query_routes, chat_routes, document_routes, lineage_routes, health_routes):
         app.include_router(module.router)
     # Inside the request-id middleware: a BaseHTTPMiddleware reads the body in a task
     # group, which would wrap the limit's 413 in an ExceptionGroup.
-    app.add_middleware(BodyLimit, limit_for=_body_limit(components.settings.api))
+    app.add_middleware(BodyLimit, limit_for=_body_limit(settings.api))
     app.middleware("http")(_context_middleware)
-    if components.settings.api.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(components.settings.api.cors_origins),
+    if settings.api.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.api.cors_origins),
                            allow_methods=["*"], allow_headers=["*"], expose_headers=["X-Request-ID"])
     return app
 
@@ -68,7 +69,7 @@ def _body_limit(api: ApiSettings) -> Callable[[str, str], int]:
     return limit_for
 
 
-async def _invalid_field(request: Request, exc: InvalidField) -> Response:
+async def _invalid_input(request: Request, exc: InvalidInput) -> Response:
     return problems.problem(exc.status, "Invalid request" if exc.status == 422 else "Too large",
                             f"{exc.field}: {exc.message}", request,
                             errors=[{"field": exc.field, "message": exc.message}])

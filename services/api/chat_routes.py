@@ -24,8 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from services.answering import AnswerRequest
 from services.api.deps import Caller, require_role
 from services.api.models import CleanStr, Filters, clean_text
-from services.api.runtime import InvalidField, Runtime, get_runtime
+from services.api.runtime import Runtime, get_runtime
 from services.api.streaming import AnswerEventStream
+from services.errors import InvalidInput
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 FOLLOW_UP_WORDS = 12
@@ -68,7 +69,7 @@ def condense(messages: list[ChatMessage]) -> tuple[str, str]:
     """(question, retrieval query) from the conversation; see the module docstring."""
     users = [m.text().strip() for m in messages if m.role == "user" and m.text().strip()]
     if not users:
-        raise InvalidField("messages", "the conversation has no user message")
+        raise InvalidInput("messages", "the conversation has no user message")
     question = users[-1]
     if len(users) > 1 and len(question.split()) < FOLLOW_UP_WORDS:
         return question, f"{users[-2]} {question}"
@@ -80,12 +81,11 @@ def chat_completions(body: ChatCompletionRequest, caller: Annotated[Caller, Depe
                      rt: Annotated[Runtime, Depends(get_runtime)], request: Request,
                      idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> Any:
     question, retrieval_query = condense(body.messages)
-    rt.check_query(retrieval_query, body.k)
     req = AnswerRequest(
         query=question, retrieval_query=retrieval_query, k=body.k,
         search_filter=body.filters.to_search_filter(caller), endpoint="/v1/chat/completions",
         request_id=request.state.request_id, idempotency_key=idempotency_key,
-        store_query_text=rt.stores_query_text(caller.tenant), traceparent=request.state.traceparent,
+        traceparent=request.state.traceparent,
         conversation=tuple((m.role, m.text()) for m in body.messages),
     )
     created = int(time.time())

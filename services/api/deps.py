@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from services.settings import ApiSettings
-from services.wiring import Components
 
 
 @dataclass(frozen=True)
@@ -49,10 +48,6 @@ def authenticate(settings: ApiSettings, default_tenant: str, authorization: str 
             tags = None if admin or "*" in key.access_tags else key.access_tags
             return Caller(key.tenant, roles, tags)
     raise AuthError(401, "Unauthorized", "unknown API key")
-
-
-def get_components(request: Request) -> Components:
-    return request.app.state.components  # type: ignore[no-any-return]
 
 
 def require_role(role: str) -> Callable[[Request], Caller]:

@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
-from functools import partial
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
-import httpx
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from starlette.datastructures import UploadFile
 
-from ingest.fetch import FetchRefused, fetch
-from ingest.pipeline import DocumentOutcome
 from ingest.registry import DocumentRecord
 from schemas import ids
 from schemas.documents import SourceDocument
 from schemas.errors import NotFoundError
 from services.api.deps import Caller, require_role
-from services.api.jobs import JobFailed
 from services.api.models import CleanStr
-from services.api.runtime import InvalidField, Runtime, get_runtime
-from services.wiring import build_fetch_policy
+from services.api.runtime import Runtime, get_runtime
+from services.errors import InvalidInput
+from services.ingestion import outcome_view
+from services.jobs import Job
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 Ingester = Annotated[Caller, Depends(require_role("ingester"))]
@@ -95,9 +91,9 @@ def safe_filename(name: str | None) -> str:
     return base[:255] if base not in ("", ".", "..") else "upload"
 
 
-def _invalid(exc: ValidationError) -> InvalidField:
+def _invalid(exc: ValidationError) -> InvalidInput:
     error = exc.errors()[0]
-    return InvalidField(".".join(str(p) for p in error["loc"]) or "body", error["msg"])
+    return InvalidInput(".".join(str(p) for p in error["loc"]) or "body", error["msg"])
 
 
 @router.post("/documents", status_code=201, openapi_extra=_UPLOAD_DOC)
@@ -105,36 +101,35 @@ async def upload(request: Request, response: Response, caller: Ingester, rt: Run
     declared = int(request.headers.get("content-length") or 0)
     if declared > rt.settings.api.max_upload_bytes:
         limit = rt.settings.api.max_upload_bytes
-        raise InvalidField("file", f"{declared:,} bytes exceeds the upload limit of {limit:,}", status=413)
+        raise InvalidInput("file", f"{declared:,} bytes exceeds the upload limit of {limit:,}", status=413)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         source = await _from_form(request, caller, rt)
     else:
         source = await _from_json(request, caller, rt)
-    if len(source.data) > rt.settings.api.sync_ingest_max_bytes:
-        job = await run_in_threadpool(rt.jobs.submit, caller.tenant, "ingest", partial(_ingest_job, rt, source))
+    accepted = await run_in_threadpool(rt.ingestion.accept, source)
+    if isinstance(accepted, Job):
         response.status_code = 202
-        response.headers["Location"] = f"/v1/jobs/{job.job_id}"
-        return {"job_id": job.job_id, "status": job.status, "status_url": f"/v1/jobs/{job.job_id}"}
-    outcome = await run_in_threadpool(rt.ingest, source)
-    if outcome.status == "failed":
-        raise InvalidField("file", outcome.error or "document failed")
-    if outcome.status == "unchanged":
+        response.headers["Location"] = f"/v1/jobs/{accepted.job_id}"
+        return {"job_id": accepted.job_id, "status": accepted.status, "status_url": f"/v1/jobs/{accepted.job_id}"}
+    if accepted.status == "failed":
+        raise InvalidInput("file", accepted.error or "document failed")
+    if accepted.status == "unchanged":
         response.status_code = 200
-    return _outcome_view(outcome)
+    return outcome_view(accepted)
 
 
 async def _from_form(request: Request, caller: Caller, rt: RuntimeDep) -> SourceDocument:
     form = await request.form()
     upload_file = form.get("file")
     if not isinstance(upload_file, UploadFile):
-        raise InvalidField("file", "multipart upload needs a 'file' part")
+        raise InvalidInput("file", "multipart upload needs a 'file' part")
     data = await upload_file.read(rt.settings.api.max_upload_bytes + 1)
     if len(data) > rt.settings.api.max_upload_bytes:
-        raise InvalidField("file", f"exceeds the upload limit of {rt.settings.api.max_upload_bytes:,} bytes", 413)
+        raise InvalidInput("file", f"exceeds the upload limit of {rt.settings.api.max_upload_bytes:,} bytes", 413)
     try:
         metadata = _METADATA.validate_json(str(form.get("metadata") or "{}"))
     except ValidationError as exc:
-        raise InvalidField("metadata", f"must be a JSON object: {exc.errors()[0]['msg']}") from exc
+        raise InvalidInput("metadata", f"must be a JSON object: {exc.errors()[0]['msg']}") from exc
     try:
         fields = UploadFields(document_id=_opt(form.get("document_id")), metadata=metadata,
                               access_tags=[str(t) for t in form.getlist("access_tags") if str(t)],
@@ -164,32 +159,11 @@ async def _from_json(request: Request, caller: Caller, rt: RuntimeDep) -> Source
 
 async def _fetch(url: str, rt: Runtime) -> bytes:
     """Fetched off the event loop; a refused URI is a 422 before any job is queued."""
-    policy = build_fetch_policy(rt.settings, operator=False)
-    policy = replace(policy, max_bytes=min(policy.max_bytes, rt.settings.api.max_upload_bytes))
-    try:
-        fetched = await run_in_threadpool(fetch, url, policy)
-    except FetchRefused as exc:
-        raise InvalidField("uri", f"refused: {exc}") from exc
-    except httpx.HTTPError as exc:
-        raise InvalidField("uri", f"fetch failed: {exc}") from exc
-    return fetched.data
+    return await run_in_threadpool(rt.ingestion.fetch_for_tenant, url, rt.settings.api.max_upload_bytes)
 
 
 def _opt(value: object) -> str | None:
     return str(value) if value else None
-
-
-def _ingest_job(rt: Runtime, source: SourceDocument) -> dict[str, Any]:
-    """A background upload: a document that failed makes a failed job, with its error."""
-    outcome = rt.ingest(source)
-    if outcome.status == "failed":
-        raise JobFailed(outcome.error or "document failed", _outcome_view(outcome))
-    return _outcome_view(outcome)
-
-
-def _outcome_view(outcome: DocumentOutcome) -> dict[str, Any]:
-    return {"document_id": outcome.document_id, "version": outcome.version, "status": outcome.status,
-            "chunks": outcome.chunks, "warnings": list(outcome.warnings), "error": outcome.error}
 
 
 def _record_view(r: DocumentRecord) -> dict[str, Any]:
@@ -203,14 +177,14 @@ def _record_view(r: DocumentRecord) -> dict[str, Any]:
 def list_documents(caller: Reader, rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
                    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0, status: str | None = None,
                    source_prefix: str | None = None) -> dict[str, Any]:
-    records, total = rt.components.registry.list(caller.tenant, status=status, source_prefix=source_prefix,
-                                                  limit=limit, offset=offset, reader_tags=caller.access_tags)
+    records, total = rt.ingestion.list_documents(caller.tenant, reader_tags=caller.access_tags, status=status,
+                                                 source_prefix=source_prefix, limit=limit, offset=offset)
     return {"documents": [_record_view(r) for r in records], "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/documents/{document_id}")
 def get_document(document_id: str, caller: Reader, rt: RuntimeDep) -> dict[str, Any]:
-    record = rt.components.registry.get(caller.tenant, document_id, caller.access_tags)
+    record = rt.ingestion.get_document(caller.tenant, document_id, caller.access_tags)
     if record is None:
         raise NotFoundError(f"document {document_id} not found")
     return _record_view(record)
@@ -218,14 +192,14 @@ def get_document(document_id: str, caller: Reader, rt: RuntimeDep) -> dict[str, 
 
 @router.delete("/documents/{document_id}", status_code=204)
 def delete_document(document_id: str, caller: Ingester, rt: RuntimeDep) -> Response:
-    if not rt.delete(caller.tenant, document_id, caller.access_tags):
+    if not rt.ingestion.delete(caller.tenant, document_id, caller.access_tags):
         raise NotFoundError(f"document {document_id} not found")
     return Response(status_code=204)
 
 
 @router.get("/jobs/{job_id}")
 def get_job(job_id: str, caller: Reader, rt: RuntimeDep) -> dict[str, Any]:
-    job = rt.jobs.get(caller.tenant, job_id)
+    job = rt.ingestion.job(caller.tenant, job_id)
     if job is None:
         raise NotFoundError(f"job {job_id} not found")
     return job.view()

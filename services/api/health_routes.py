@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from services.api.problems import problem
 from services.api.runtime import Runtime, get_runtime
@@ -24,25 +23,13 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz")
 def readyz(rt: RuntimeDep) -> Any:
     """The index and the relational store answer; 503 names whichever does not."""
-    checks: dict[str, str] = {}
-    comps = rt.components
-    try:
-        comps.index.count(comps.serving_collection)
-        checks["index"] = "ok"
-    except Exception as exc:  # noqa: BLE001 - readiness reports any failure
-        checks["index"] = f"error: {exc}"
-    try:
-        with comps.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:  # noqa: BLE001
-        checks["database"] = f"error: {exc}"
+    checks = rt.maintenance.readiness()
     failing = [k for k, v in checks.items() if v != "ok"]
     if failing:
         return problem(503, "Not ready", f"unavailable: {', '.join(failing)}", checks=checks)
-    return {"status": "ready", "checks": checks, "collection": comps.serving_collection}
+    return {"status": "ready", "checks": checks, "collection": rt.maintenance.serving_generation()}
 
 
 @router.get("/metrics")
 def metrics(rt: RuntimeDep) -> Response:
-    return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(rt.metrics.prometheus), media_type=CONTENT_TYPE_LATEST)

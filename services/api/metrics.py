@@ -14,23 +14,23 @@ _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 
 class Metrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.prometheus = CollectorRegistry()
         self.requests = Histogram("ragline_http_request_duration_seconds", "HTTP request latency",
-                                  ["route", "method", "status"], registry=self.registry, buckets=_LATENCY_BUCKETS)
+                                  ["route", "method", "status"], registry=self.prometheus, buckets=_LATENCY_BUCKETS)
         self.retrieval = Histogram("ragline_retrieval_duration_seconds", "query embedding + vector search",
-                                   ["stage"], registry=self.registry, buckets=_LATENCY_BUCKETS)
+                                   ["stage"], registry=self.prometheus, buckets=_LATENCY_BUCKETS)
         self.generation = Histogram("ragline_generation_duration_seconds", "answer generation",
-                                    ["model"], registry=self.registry, buckets=_LATENCY_BUCKETS)
+                                    ["model"], registry=self.prometheus, buckets=_LATENCY_BUCKETS)
         self.lineage = Histogram("ragline_lineage_write_duration_seconds", "lineage transaction per answer",
-                                 registry=self.registry, buckets=_LATENCY_BUCKETS)
+                                 registry=self.prometheus, buckets=_LATENCY_BUCKETS)
         self.embedding_requests = Counter("ragline_embedding_requests", "embedding calls", ["kind"],
-                                          registry=self.registry)
-        self.answers = Counter("ragline_answers", "answers given", ["endpoint", "status"], registry=self.registry)
-        self.errors = Counter("ragline_errors", "error responses", ["route", "status"], registry=self.registry)
+                                          registry=self.prometheus)
+        self.answers = Counter("ragline_answers", "answers given", ["endpoint", "status"], registry=self.prometheus)
+        self.errors = Counter("ragline_errors", "error responses", ["route", "status"], registry=self.prometheus)
 
     def watch_outbox(self, pending: Callable[[], tuple[int, datetime | None]]) -> None:
         """Export the outbox backlog and the relay's lag, read from the store at scrape time."""
-        self.registry.register(_OutboxCollector(pending))
+        self.prometheus.register(_OutboxCollector(pending))
 
     def observe_answer(self, endpoint: str, status: str, timings_ms: dict[str, float], model: str) -> None:
         self.answers.labels(endpoint, status).inc()

@@ -21,7 +21,6 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 @router.post("/retrieve", response_model=RetrieveResponse)
 def retrieve(body: RetrieveRequest, caller: Reader, rt: RuntimeDep) -> dict[str, Any]:
-    rt.check_query(body.query, body.k)
     chunks, timings = rt.answers.retrieve(body.query, body.k, body.filters.to_search_filter(caller))
     rt.metrics.embedding_requests.labels("query").inc()
     for stage in ("embed", "search"):
@@ -33,11 +32,10 @@ def retrieve(body: RetrieveRequest, caller: Reader, rt: RuntimeDep) -> dict[str,
              responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE with stream=true"}})
 def query(body: QueryRequest, caller: Reader, rt: RuntimeDep, request: Request,
           idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> Any:
-    rt.check_query(body.query, body.k)
     req = AnswerRequest(
         query=body.query, k=body.k, search_filter=body.filters.to_search_filter(caller), endpoint="/v1/query",
         request_id=request.state.request_id, idempotency_key=idempotency_key,
-        store_query_text=rt.stores_query_text(caller.tenant), traceparent=request.state.traceparent,
+        traceparent=request.state.traceparent,
     )
     if body.stream:
         stream = rt.open_stream(req)  # before the response: a refusal is a problem, not an empty 200

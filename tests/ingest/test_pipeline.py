@@ -15,7 +15,7 @@ from ingest.sources import SourceOptions, iter_sources
 from retrieval.retriever import Retriever
 from schemas import ids
 from schemas.retrieval import IndexedPoint, SearchFilter
-from services.operations import reingest_from_source
+from services.application import Application
 from services.wiring import Components
 
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"
@@ -236,8 +236,7 @@ def test_reconcile_finds_drift_and_repairs_it(make_components: MakeComponents) -
     assert found[("count_mismatch", extra)].found == found[("count_mismatch", extra)].expected + 1
     assert drift.to_dict()["consistent"] is False
 
-    repaired = reconcile(comps.registry, index, collection, repair=True,
-                         reingest=lambda t, d: reingest_from_source(comps, pipeline, t, d))
+    repaired = Application(comps).ingestion.reconcile(repair=True)
     assert repaired.consistent
     assert {d.repaired for d in repaired.discrepancies} == {"reindexed", "deleted"}
 
@@ -255,8 +254,7 @@ def test_reconcile_cannot_repair_a_document_whose_source_is_gone(
     comps.index.delete_document(comps.collection, "t", gone)
     (samples_copy / "ragline-overview.md").unlink()
 
-    report = reconcile(comps.registry, comps.index, comps.collection, repair=True,
-                       reingest=lambda t, d: reingest_from_source(comps, pipeline, t, d))
+    report = Application(comps).ingestion.reconcile(repair=True)
 
     assert not report.consistent
     assert [(d.kind, d.repaired) for d in report.discrepancies] == [("missing_points", None)]

@@ -23,7 +23,7 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def store(engine: Engine) -> SqlLineageStore:
-    return SqlLineageStore(engine, deployment="test", tenants_hashing_queries=("private",))
+    return SqlLineageStore(engine, deployment="test")
 
 
 @pytest.fixture

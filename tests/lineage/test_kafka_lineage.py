@@ -253,7 +253,7 @@ def test_outbox_backlog_and_relay_lag_are_metrics(store: SqlLineageStore, engine
         store.record_answer(make_answer())
     metrics = Metrics()
     metrics.watch_outbox(lambda: outbox_backlog(engine))
-    text = generate_latest(metrics.registry).decode()
+    text = generate_latest(metrics.prometheus).decode()
     assert f"ragline_outbox_pending {float(pending)}" in text
     lag = float(re.search(r"^ragline_relay_lag_seconds (\S+)$", text, re.M)[1])  # type: ignore[index]
     assert (lag > 0) == bool(pending) and lag < 60

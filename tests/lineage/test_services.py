@@ -15,14 +15,12 @@ from typer.testing import CliRunner
 from ingest.sources import SourceOptions, read_path
 from lineage import parse, validate_event
 from lineage.tables import chunk_archive, outbox
-from retrieval.prompts import load_template
-from retrieval.retriever import Retriever
 from schemas.documents import SourceDocument
 from schemas.lineage import DOCUMENT_INDEXED_EVENT_TYPE
 from schemas.retrieval import SearchFilter
-from services.answering import AnswerRequest, AnswerService
+from services.answering import AnswerRequest
+from services.application import Application
 from services.cli import app
-from services.wiring import build_generator
 
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"
 QUESTION = "How quickly must a severity 1 incident be acknowledged?"
@@ -39,11 +37,8 @@ def answered(make_components: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPat
                ("incident-runbook.pdf", "ragline-overview.md")]
     summary = pipeline.ingest(s for s in sources if isinstance(s, SourceDocument))
     assert summary.documents["new"] == 2, summary.errors
-    retriever = Retriever(comps.embedder, comps.index, comps.collection)
-    gen = comps.settings.generation
-    service = AnswerService(retriever, build_generator(comps.settings), load_template(gen.template), comps.lineage,
-                            gen.min_score)
-    outcome = service.answer(AnswerRequest(QUESTION, 4, SearchFilter(tenant="default"), "/v1/query"))
+    request = AnswerRequest(QUESTION, 4, SearchFilter(tenant="default"), "/v1/query")
+    outcome = Application(comps).answering.answer(request)
     record = comps.lineage.find_answer("default", outcome.payload["answer_id"])
     with comps.engine.connect() as conn:
         archived = conn.execute(select(chunk_archive.c.chunk_id)).scalars().all()

@@ -82,8 +82,8 @@ def test_a_failed_transaction_leaves_nothing(store: SqlLineageStore, engine: Eng
     assert count(engine, answers) == count(engine, answer_sources) == count(engine, outbox) == 0
 
 
-def test_tenants_hashing_queries_keep_only_the_hash(store: SqlLineageStore, engine: Engine) -> None:
-    store.record_answer(make_answer("private"))
+def test_an_answer_not_keeping_its_query_keeps_only_the_hash(store: SqlLineageStore, engine: Engine) -> None:
+    store.record_answer(make_answer("private", store_query_text=False))
     store.record_answer(make_answer("acme", store_query_text=False))
     with engine.connect() as conn:
         stored = conn.execute(select(answers.c.query, answers.c.query_sha256)).all()

@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.api.app import create_app
+from services.application import Application
 from services.settings import ApiKey, ApiSettings, Settings
 from services.wiring import Components
 
@@ -44,7 +45,7 @@ def client(tmp_path_factory: pytest.TempPathFactory, local_embedder: Any) -> Ite
     settings = Settings(home=tmp_path_factory.mktemp("api"), api=ApiSettings(keys=keys, sync_ingest_max_bytes=20_000))
     comps = Components(settings)
     comps.__dict__["embedder"] = local_embedder
-    with TestClient(create_app(comps)) as test_client:
+    with TestClient(create_app(Application(comps))) as test_client:
         for path in sorted(SAMPLES.iterdir()):
             if path.suffix == ".pdf" or path.stat().st_size > 20_000:
                 continue  # the PDF goes through the job path in its own test
@@ -84,7 +85,7 @@ def test_query_answers_with_verbatim_cited_sentences(client: TestClient) -> None
     for citation in body["citations"]:
         assert citation["quote"] in unmarked  # the extractive generator never invents text
     assert set(body["timings"]) >= {"embed_ms", "search_ms", "generate_ms", "lineage_ms", "total_ms"}
-    record = client.app.state.components.lineage.find_answer("acme", body["answer_id"])  # type: ignore[attr-defined]
+    record = client.app.state.application.components.lineage.find_answer("acme", body["answer_id"])  # type: ignore[attr-defined]
     assert record is not None and record.request_id == "req-123"
 
 
@@ -116,7 +117,7 @@ def test_query_streams_server_sent_events(client: TestClient) -> None:
     done = events[-1][1]
     assert done["answer_id"] == events[0][1]["answer_id"] and done["citations"]
     assert "".join(d["text"] for n, d in events if n == "delta") == done["answer"]
-    record = client.app.state.components.lineage.find_answer("acme", done["answer_id"])  # type: ignore[attr-defined]
+    record = client.app.state.application.components.lineage.find_answer("acme", done["answer_id"])  # type: ignore[attr-defined]
     assert record is not None and record.status == "complete"
 
 

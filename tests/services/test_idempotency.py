@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from lineage.tables import answers
 from services.api.app import create_app
+from services.application import Application
 from services.settings import ApiKey, ApiSettings
 
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"
@@ -29,7 +30,7 @@ def headers(key: str, idempotency_key: str) -> dict[str, str]:
 @pytest.fixture
 def client(make_components: Any, db_url: str) -> Iterator[TestClient]:
     comps = make_components(database_url=db_url, api=ApiSettings(keys=KEYS))
-    with TestClient(create_app(comps, run_relay=False)) as test_client:
+    with TestClient(create_app(Application(comps), run_relay=False)) as test_client:
         response = test_client.post("/v1/documents", headers={"Authorization": "Bearer reader"}, files={
             "file": ("ragline-overview.md", (SAMPLES / "ragline-overview.md").read_bytes())})
         assert response.status_code == 201, response.text
@@ -48,7 +49,7 @@ def test_same_key_same_request_replays(client: TestClient) -> None:
     assert first.status_code == again.status_code == 200
     assert again.json()["answer_id"] == first.json()["answer_id"]
     assert again.json()["answer"] == first.json()["answer"] and not first.json()["no_answer"]
-    engine = client.app.state.components.engine  # type: ignore[attr-defined]
+    engine = client.app.state.application.components.engine  # type: ignore[attr-defined]
     with engine.connect() as conn:
         stored = conn.execute(select(answers.c.request_fingerprint)).scalars().all()
     assert len(stored) == 1 and len(stored[0]) == 64

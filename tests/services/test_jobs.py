@@ -15,6 +15,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from services.api.app import create_app
+from services.application import Application
 from services.settings import ApiKey, ApiSettings
 
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"
@@ -37,7 +38,7 @@ def wait_for(get: Callable[[], dict[str, Any]], done: Callable[[dict[str, Any]],
 
 def test_jobs_persist_report_failed_documents_and_stay_in_their_tenant(make_components: Any, db_url: str) -> None:
     api = ApiSettings(keys=KEYS, sync_ingest_max_bytes=0)  # every upload is a job
-    with TestClient(create_app(make_components(database_url=db_url, api=api), run_relay=False)) as client:
+    with TestClient(create_app(Application(make_components(database_url=db_url, api=api)), run_relay=False)) as client:
         accepted = {}
         for name, data in (("overview.md", (SAMPLES / "ragline-overview.md").read_bytes()),
                            ("broken.pdf", CORRUPT_PDF)):
@@ -56,7 +57,7 @@ def test_jobs_persist_report_failed_documents_and_stay_in_their_tenant(make_comp
             assert other.status_code == 404 and other.headers["content-type"] == "application/problem+json"
         assert client.get("/v1/jobs/0190c0de-0000-7000-8000-000000000000", headers=auth("acme")).status_code == 404
     # The next server (another process's runner, the same database) still knows them.
-    with TestClient(create_app(make_components(database_url=db_url, api=api), run_relay=False)) as client:
+    with TestClient(create_app(Application(make_components(database_url=db_url, api=api)), run_relay=False)) as client:
         for name, url in accepted.items():
             assert client.get(url, headers=auth("acme")).json() == finished[name]
 

@@ -44,6 +44,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from services.api.app import create_app
+from services.application import Application
 from services.settings import ApiSettings
 
 RAGLINE = str(Path(sys.executable).with_name("ragline"))
@@ -286,7 +287,7 @@ def _refs(node: Any) -> Iterator[str]:
 
 
 def test_openapi_declares_the_limits_of_the_settings_it_was_built_with(make_components: Any) -> None:
-    app = create_app(make_components(api=ApiSettings(max_k=7, max_query_chars=99)), run_relay=False)
+    app = create_app(Application(make_components(api=ApiSettings(max_k=7, max_query_chars=99))), run_relay=False)
     document = app.openapi()
     schemas = document["components"]["schemas"]
     for name in ("RetrieveRequest", "QueryRequest"):

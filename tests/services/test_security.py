@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, select
 from ingest.tables import documents
 from lineage.tables import answers
 from services.api.app import create_app
+from services.application import Application
 from services.settings import ApiKey, ApiSettings, FetchSettings, Settings
 from services.wiring import Components
 from tests.conftest import BACKENDS, database_url
@@ -71,7 +72,7 @@ def app_client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
                         api=ApiSettings(keys=keys, max_upload_bytes=200_000, max_body_bytes=64 * 1024))
     comps = Components(settings)
     comps.__dict__["embedder"] = local_embedder
-    with TestClient(create_app(comps, run_relay=False)) as client:
+    with TestClient(create_app(Application(comps), run_relay=False)) as client:
         yield client, url
     next(urls, None)
 
@@ -97,7 +98,7 @@ def test_allow_list_lets_an_operator_admit_an_intranet_host(tmp_path: Path, loca
                                                             internal: ThreadingHTTPServer) -> None:
     comps = Components(Settings(home=tmp_path, fetch=FetchSettings(allow=("127.0.0.1/32",))))
     comps.__dict__["embedder"] = local_embedder
-    with TestClient(create_app(comps, run_relay=False)) as client:
+    with TestClient(create_app(Application(comps), run_relay=False)) as client:
         r = client.post("/v1/documents", json={"uri": f"http://127.0.0.1:{internal.server_address[1]}/wiki"})
         assert r.status_code == 201, r.text
 

@@ -25,6 +25,7 @@ from sqlalchemy import Engine, func, select, text
 from lineage import parse
 from lineage.tables import answers, outbox
 from services.api.app import create_app
+from services.application import Application
 from services.settings import GenerationSettings, LineageSettings, Settings
 
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"
@@ -46,13 +47,13 @@ def count(engine: Engine, table: Any, *where: Any) -> int:
 def client(make_components: Any, db_url: str) -> Iterator[TestClient]:
     comps = make_components(database_url=db_url)
     # As a real client sees it: a server error after the response started is a cut stream, not an exception.
-    with TestClient(create_app(comps, run_relay=False), raise_server_exceptions=False) as test_client:
+    with TestClient(create_app(Application(comps), run_relay=False), raise_server_exceptions=False) as test_client:
         ingest_overview(test_client)
         yield test_client
 
 
 def test_lineage_failure_at_stream_start_is_a_503_before_any_byte(client: TestClient) -> None:
-    engine: Engine = client.app.state.components.engine  # type: ignore[attr-defined]
+    engine: Engine = client.app.state.application.components.engine  # type: ignore[attr-defined]
     with engine.begin() as conn:  # the lineage store breaks: one of the answer's tables is gone
         conn.execute(text("DROP TABLE answer_documents"))
     requests = [("/v1/query", {"query": QUESTION, "stream": True}),
@@ -108,7 +109,7 @@ def test_client_disconnect_closes_the_upstream_stream(make_components: Any, db_u
     with FakeOpenAIChatServer(chunks=100, interval_s=0.1) as upstream:  # 10 s if read to the end
         comps = make_components(database_url=db_url, generation=GenerationSettings(
             provider="openai", base_url=upstream.base_url, api_key="fake-key", timeout_s=30, max_retries=0))
-        for base in serve_in_thread(create_app(comps, run_relay=False)):
+        for base in serve_in_thread(create_app(Application(comps), run_relay=False)):
             with httpx.Client(base_url=base, timeout=30) as http:
                 ingest_overview(http)
                 with http.stream("POST", "/v1/query", json={"query": QUESTION, "stream": True}) as response:

@@ -17,7 +17,7 @@ from retrieval.retriever import Retriever
 from schemas import ids
 from schemas.documents import SourceDocument
 from schemas.retrieval import SearchFilter
-from services.operations import promote_if_complete, reindex
+from services.application import Application
 from services.settings import Settings
 from services.wiring import Components
 
@@ -88,7 +88,7 @@ def test_reindex_builds_a_new_generation_from_kept_bytes(make_components: MakeCo
     upload = SourceDocument("upload://acme/policy.md", b"# Policy\n\nRemote work approval comes from HR.", "acme")
     for source in (inline, upload):
         assert pipeline.ingest_one(source).status == "new"
-    assert "now serves" in promote_if_complete(first)
+    assert "now serves" in Application(first).ingestion.promote_if_complete()
     old = first.collection
     kept = list((home / "sources").rglob("*"))
     assert sum(p.is_file() for p in kept) == 2  # the bytes of the two documents with no file to re-read
@@ -103,11 +103,11 @@ def test_reindex_builds_a_new_generation_from_kept_bytes(make_components: MakeCo
     assert second.pipeline().ingest_one(late).status == "new"
     # while the generations coexist, the upload is written to both: found before the alias moves
     assert visible(second, "acme", "late", old) and visible(second, "acme", "late", second.collection)
-    assert "incomplete" in promote_if_complete(second)
+    assert "incomplete" in Application(second).ingestion.promote_if_complete()
 
-    summary = reindex(second, second.pipeline())
-    assert summary.documents["failed"] == 0 and summary.documents["updated"] == 2
-    assert "now serves" in promote_if_complete(second)
+    run = Application(second).ingestion.reindex()
+    assert run.summary.documents["failed"] == 0 and run.summary.documents["updated"] == 2
+    assert run.generation is not None and "now serves" in run.generation  # reindex moves the alias itself
     for document_id in ("handbook", ids.document_id("acme", upload.source_uri), "late"):
         assert visible(second, "acme", document_id, second.index.resolve_alias(second.alias))
 
@@ -123,7 +123,7 @@ def test_reindex_reports_a_document_whose_bytes_are_gone(make_components: MakeCo
     first.close()
     second = make_components(home=home, chunking={"max_tokens": 160})
     second.index.ensure_collection(second.collection, second.embedder.dimensions)
-    summary = reindex(second, second.pipeline())
+    summary = Application(second).ingestion.reindex().summary
     assert summary.documents["failed"] == 1
     assert "ingest it again" in json.dumps(summary.errors)
 
@@ -139,3 +139,26 @@ def test_delete_erases_the_kept_bytes(make_components: MakeComponents, tmp_path:
     assert comps.source_store.get("globex", version) is None  # per tenant, not per content alone
     assert pipeline.delete("acme", "a")
     assert comps.source_store.get("acme", version) is None
+
+
+def test_forget_erases_the_document_from_every_coexisting_generation(make_components: MakeComponents,
+                                                                     tmp_path: Path) -> None:
+    """One forget for the CLI and the API (the audit use case): while a new generation is
+    being built, the generation the alias still serves loses the document too."""
+    home = tmp_path / "home"
+    first = make_components(home=home, chunking={"max_tokens": 120})
+    first.index.ensure_collection(first.collection, first.embedder.dimensions)
+    handbook = SourceDocument("text://acme/handbook.txt", HANDBOOK.encode(), "acme", document_id="handbook")
+    first.pipeline().ingest_one(handbook)
+    assert "now serves" in Application(first).ingestion.promote_if_complete()
+    old = first.collection
+    first.close()
+
+    second = make_components(home=home, chunking={"max_tokens": 160})
+    application = Application(second)
+    assert application.ingestion.ingest_document(handbook).status == "updated"  # now in the new generation
+    assert visible(second, "acme", "handbook", old) and visible(second, "acme", "handbook", second.collection)
+    report = application.audit.forget("acme", "handbook")
+    assert report.chunks_erased > 0
+    assert not visible(second, "acme", "handbook", old)
+    assert not visible(second, "acme", "handbook", second.collection)
