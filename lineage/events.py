@@ -113,6 +113,8 @@ def build_document_event(change: DocumentChange, *, deployment: str) -> CloudEve
                  "media_type": change.media_type}
     else:
         data["forgotten"] = change.forgotten
+        if change.receipt is not None:
+            data["receipt"] = change.receipt
     attributes = {
         "specversion": "1.0", "id": document_event_id(change), "source": f"/ragline/{deployment}/ingest",
         "type": event_type, "time": utc(change.occurred_at), "subject": change.document_id,

@@ -135,3 +135,17 @@ chunk_archive = Table(
     Column("forgotten_at", DateTime(timezone=True)),
     Index(None, "tenant", "document_id"),
 )
+
+#: One receipt per erasure: what was erased in which store, when and on whose request.
+#: Kept for ever (it holds ids and counts, never erased text) and emitted with the
+#: document's ``deleted`` event.
+forget_receipts = Table(
+    "forget_receipts", metadata,
+    Column("receipt_id", String(36), primary_key=True),
+    Column("tenant", String(128), nullable=False),
+    Column("document_id", String(64), nullable=False),
+    Column("erased_at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("receipt", JSON, nullable=False),
+    Index(None, "tenant", "document_id"),
+)

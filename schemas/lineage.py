@@ -81,3 +81,4 @@ class DocumentChange(_Frozen):
     chunk_ids: list[str] = Field(default_factory=list)
     media_type: str | None = None
     forgotten: bool = False  # deleted and its archived chunk text erased (an erasure request)
+    receipt: dict[str, Any] | None = None  # an erasure's receipt: what was erased where, when, by whom
