@@ -63,7 +63,7 @@ class KafkaConfig:
     replication_factor: int = 1
     linger_ms: int = 20
     batch_size: int = 1024 * 1024
-    compression: str = "none"
+    compression: str = "zstd"
     retries: int = 5
     request_timeout_ms: int = 15_000
     delivery_timeout_ms: int = 30_000
@@ -101,6 +101,7 @@ class KafkaConfig:
         return options
 
     def producer_options(self) -> dict[str, Any]:
+        _check_codec(self.compression)
         return self.client_options() | {
             "acks": "all", "enable_idempotence": True, "retries": self.retries,
             "linger_ms": self.linger_ms, "batch_size": self.batch_size,
@@ -109,6 +110,18 @@ class KafkaConfig:
             "delivery_timeout_ms": max(self.delivery_timeout_ms, self.request_timeout_ms + self.linger_ms),
             "max_block_ms": self.max_block_ms, "metrics_enabled": False,
         }
+
+
+def _check_codec(compression: str) -> None:
+    """A codec kafka-python cannot load is a configuration error that names the setting."""
+    from kafka import codec
+
+    available = {"none": True, "gzip": codec.has_gzip(), "zstd": codec.has_zstd(), "lz4": codec.has_lz4(),
+                 "snappy": codec.has_snappy()}
+    if not available.get(compression, False):
+        modules = {"zstd": "zstandard", "lz4": "lz4", "snappy": "python-snappy"}
+        raise ConfigurationError(f"RAGLINE_KAFKA__COMPRESSION={compression!r}: not available here"
+                                 + (f" (install {modules[compression]})" if compression in modules else ""))
 
 
 # --- the codec ------------------------------------------------------------------------
@@ -128,20 +141,39 @@ class KafkaRecord:
 
 def to_record(event: OutboxEvent, config: KafkaConfig) -> KafkaRecord:
     """An outbox row (structured-mode JSON) as a binary-mode record."""
-    envelope = json.loads(event.payload)
-    if "data" not in envelope:
-        raise InvalidEventError(f"outbox event {event.event_id} has no JSON data")
-    data = envelope.pop("data")
+    envelope, data = _split(event)
     headers: Headers = []
-    for name, value in envelope.items():
-        if value is None:
+    for name, attribute in envelope.items():
+        if attribute is None:
             continue
-        text = value if isinstance(value, str) else json.dumps(value)
+        text = attribute if isinstance(attribute, str) else json.dumps(attribute)
         headers.append((_CONTENT_TYPE if name == "datacontenttype" else f"ce_{name}", text.encode()))
     headers.append((SEQ_HEADER, str(event.seq).encode()))
     key = str(envelope.get("subject") or event.event_id).encode()
-    value = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-    return KafkaRecord(config.topic_for(event.event_type), key, value, headers)
+    return KafkaRecord(config.topic_for(event.event_type), key, data, headers)
+
+
+_DATA_MEMBER = ', "data": '
+
+
+def _split(event: OutboxEvent) -> tuple[dict[str, Any], bytes]:
+    """The envelope's attributes, and ``data``'s JSON text as it stands in the payload.
+
+    ``serialize`` (the CloudEvents SDK's JSON format) writes scalar attributes, then
+    ``data`` last: the first ``, "data": `` is that member (inside a JSON string every
+    quote is escaped), so the envelope parses alone and ``data`` is sliced, not
+    re-encoded. Any other shape is parsed in full."""
+    payload = event.payload
+    at = payload.find(_DATA_MEMBER)
+    if at > 0 and payload.endswith("}}"):
+        envelope = json.loads(payload[:at] + "}")
+        if isinstance(envelope, dict) and all(not isinstance(v, dict | list) for v in envelope.values()):
+            return envelope, payload[at + len(_DATA_MEMBER):-1].encode()
+    parsed = json.loads(payload)
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("data"), dict):
+        raise InvalidEventError(f"outbox event {event.event_id} has no JSON object as data")
+    data = parsed.pop("data")
+    return parsed, json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +227,8 @@ def from_record(headers: Sequence[tuple[str, bytes]], value: bytes | None) -> De
         _fast_validator(event_type)(data)
     except fastjsonschema.JsonSchemaValueException as exc:
         raise InvalidEventError(f"{where} ({event_type}): {exc.message[:300]}") from exc
-    envelope = ", ".join(f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in attributes.items())
-    return DecodedEvent(event_id, event_type, attributes["tenant"], moment, f"{{{envelope}, \"data\": {text}}}", seq)
+    envelope = json.dumps(attributes, ensure_ascii=False)  # then data spliced in as received: no re-encoding
+    return DecodedEvent(event_id, event_type, attributes["tenant"], moment, f"{envelope[:-1]}, \"data\": {text}}}", seq)
 
 
 @cache
@@ -217,14 +249,11 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 @contextmanager
 def translated(doing: str) -> Iterator[None]:
-    """kafka-python errors become a transient :class:`KafkaUnavailableError`; a codec the
-    installation lacks is a configuration error."""
+    """kafka-python errors become a transient :class:`KafkaUnavailableError`."""
     try:
         yield
     except KafkaUnavailableError:
         raise
-    except AssertionError as exc:  # kafka-python asserts a compression codec is importable
-        raise ConfigurationError(f"{doing}: {exc} (RAGLINE_KAFKA__COMPRESSION)") from exc
     except kafka_errors.KafkaError as exc:
         raise KafkaUnavailableError(f"{doing}: {type(exc).__name__}: {exc}") from exc
 

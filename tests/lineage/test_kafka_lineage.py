@@ -108,6 +108,12 @@ def test_codec_round_trip_and_the_fast_validator_agrees_with_jsonschema() -> Non
         assert parse(decoded.payload).get_attributes() == event.get_attributes()
         assert parse(decoded.payload).get_data() == event.get_data() and decoded.outbox_seq == n + 1
 
+    # An outbox payload in another member order (data first) takes the full-parse path.
+    event = events[0]
+    reordered = json.dumps({"data": event.get_data()} | json.loads(serialize(event)))
+    record = to_record(OutboxEvent(9, event.get_id(), event.get_type(), "acme", event.get_time(), reordered), config)
+    assert parse(from_record(record.headers, record.value).payload).get_data() == event.get_data()
+
     answer = events[0]
     mutations = [("status", "nope"), ("answer_sha256", "xyz"), ("answer_id", "not-a-uuid"), ("extra", 1),
                  ("usage", {"prompt_tokens": -1, "completion_tokens": 0, "total_tokens": 0}),
