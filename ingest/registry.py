@@ -88,6 +88,12 @@ class DocumentRegistry:
     def record_deleted(self, tenant: str, document_id: str) -> None:
         self._update(tenant, document_id, {"status": "deleted", "chunk_count": 0})
 
+    def record_forgotten(self, tenant: str, document_id: str) -> None:
+        """An erasure: the row stays (ids, version hash, source) so lineage can still name
+        the document, but nothing taken from its content (title, metadata, errors) does."""
+        self._update(tenant, document_id, {"status": "deleted", "chunk_count": 0, "title": None, "metadata": {},
+                                           "last_error": None})
+
     def indexed(self, collection: str | None = None) -> Iterator[DocumentRecord]:
         query = select(documents).where(documents.c.status == "indexed")
         if collection:

@@ -12,16 +12,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from lineage.base import ForgetReport
 from lineage.errors import store_error
 from lineage.store import insert_ignoring_duplicates
-from lineage.tables import answer_documents, chunk_archive
+from lineage.tables import answer_documents, answers, chunk_archive
 from schemas import ids
 from schemas.documents import ArchivedChunk
+
+#: What an answer's text and its quotes of a forgotten document become.
+FORGOTTEN_ANSWER = "[erased: this answer used a document that was forgotten at its owner's request]"
+FORGOTTEN_QUOTE = "[erased]"
+
+
+def _redacted_response(response: Any, document_id: str) -> Any:
+    """The stored API response with the answer and this document's quotes replaced."""
+    if not isinstance(response, dict):
+        return response
+    citations = [{**c, "quote": FORGOTTEN_QUOTE} if isinstance(c, dict) and c.get("document_id") == document_id
+                 else c for c in response.get("citations") or []]
+    return {**response, "answer": FORGOTTEN_ANSWER, "citations": citations}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,18 +89,39 @@ class SqlChunkArchive:
 
     def forget(self, tenant: str, document_id: str) -> ForgetReport:
         """Erase the text of every archived chunk of the document (all versions), keep ids,
-        and report every answer that used it."""
+        and rewrite every answer that used it: its text, and the quotes of its citations of
+        this document, become a marker (ids and hashes stay, so lineage stays queryable).
+        One transaction. The report lists the answers and the erased chunk texts' hashes
+        (for the embedding cache)."""
+        now = datetime.now(UTC)
         try:
             with self._engine.begin() as conn:
+                hashes = conn.execute(
+                    select(chunk_archive.c.text_sha256).distinct()
+                    .where(chunk_archive.c.tenant == tenant, chunk_archive.c.document_id == document_id)
+                ).scalars().all()
                 erased = conn.execute(
                     update(chunk_archive)
                     .where(chunk_archive.c.tenant == tenant, chunk_archive.c.document_id == document_id,
                            chunk_archive.c.text.is_not(None))
-                    .values(text=None, forgotten_at=datetime.now(UTC))).rowcount
+                    .values(text=None, forgotten_at=now)).rowcount
                 answer_ids = conn.execute(
                     select(answer_documents.c.answer_id).distinct()
                     .where(answer_documents.c.document_id == document_id, answer_documents.c.tenant == tenant)
                     .order_by(answer_documents.c.answer_id)).scalars().all()
+                redacted = self._redact_answers(conn, tenant, document_id, list(answer_ids))
         except SQLAlchemyError as exc:
             raise store_error(f"forgetting document {document_id}", exc) from exc
-        return ForgetReport(tenant, document_id, erased, tuple(answer_ids))
+        return ForgetReport(tenant, document_id, erased, tuple(answer_ids), redacted, tuple(sorted(hashes)))
+
+    @staticmethod
+    def _redact_answers(conn: Connection, tenant: str, document_id: str, answer_ids: list[str]) -> int:
+        redacted = 0
+        for i in range(0, len(answer_ids), 500):
+            rows = conn.execute(select(answers.c.answer_id, answers.c.response).where(
+                answers.c.tenant == tenant, answers.c.answer_id.in_(answer_ids[i : i + 500]))).all()
+            for answer_id, response in rows:
+                conn.execute(update(answers).where(answers.c.answer_id == answer_id).values(
+                    answer_text=FORGOTTEN_ANSWER, response=_redacted_response(response, document_id)))
+                redacted += 1
+        return redacted

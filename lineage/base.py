@@ -44,3 +44,5 @@ class ForgetReport:
     document_id: str
     chunks_erased: int
     answer_ids: tuple[str, ...]
+    answers_redacted: int = 0  # answers whose text (and quotes of the document) became a marker
+    text_sha256s: tuple[str, ...] = ()  # the erased chunk texts' hashes (to drop cached embeddings)

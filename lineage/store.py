@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from lineage import events
 from lineage.errors import AnswerStateError, DuplicateAnswerError, LineageError, store_error
-from lineage.tables import answer_documents, answer_sources, answers, outbox, outbox_pending
+from lineage.tables import answer_documents, answer_sources, answers, forget_receipts, outbox, outbox_pending
 from schemas import ids
 from schemas.lineage import AnswerRecord, DocumentChange, RetrievedRef, TokenUsage
 
@@ -135,6 +135,11 @@ class SqlLineageStore:
         """Enqueue a document indexed/deleted event (idempotent: the event id is deterministic)."""
         event = events.build_document_event(change, deployment=self._deployment)
         with self._transaction(change.document_id) as conn:
+            if change.receipt is not None:  # an erasure: its receipt and its event commit together
+                conn.execute(insert_ignoring_duplicates(conn, forget_receipts), [{
+                    "receipt_id": change.receipt["receipt_id"], "tenant": change.tenant,
+                    "document_id": change.document_id, "erased_at": change.occurred_at,
+                    "actor": str(change.receipt.get("actor", "")), "receipt": change.receipt}])
             self._insert_event(conn, event)
 
     def _answer_event(self, answer: AnswerRecord) -> CloudEvent:

@@ -87,6 +87,11 @@ class VectorIndex(Protocol):
         """Build pending HNSW structures; may block for a long time."""
         ...
 
+    def purge(self, collection: str) -> None:
+        """Leave no byte of deleted points in the collection's files (write-ahead log and
+        segments included): erasure needs more than a delete marker."""
+        ...
+
     def close(self) -> None: ...
 
 

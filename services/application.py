@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from ingest.embed import EmbeddingCache
 from lineage import LineageQueries
 from retrieval.prompts import load_template
 from retrieval.retriever import Retriever
 from services.answering import AnswerPolicy, AnswerService
 from services.audit import Audit
+from services.db import scrub
 from services.generations import Generations
 from services.ingestion import Ingestion
 from services.jobs import JobRunner
@@ -64,7 +66,8 @@ class Application:
     def audit(self) -> Audit:
         c = self._components
         return Audit(queries=LineageQueries(c.engine), ingestion=self.ingestion, archive=c.chunk_archive,
-                     lineage=c.lineage, lake=lambda: c.lineage_lake, collection=c.collection,
+                     lineage=c.lineage, cache=EmbeddingCache(c.engine), lake=lambda: c.lineage_lake,
+                     scrub=lambda: scrub(c.engine), collection=c.collection,
                      default_min_score=self.settings.generation.min_score)
 
     @cached_property

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ingest.embed import EmbeddingCache
 from lineage import ForgetReport, IcebergLanding, LineageQueries, SqlChunkArchive, SqlLineageStore
 from lineage.queries import AnswerPage, AnswerTrace
 from retrieval.prompts import load_template
+from schemas import ids
 from schemas.errors import NotFoundError, TerminalError
 from schemas.lineage import DocumentChange
 from schemas.retrieval import RetrievedChunk
@@ -39,12 +41,14 @@ class Replay:
 
 class Audit:
     def __init__(self, *, queries: LineageQueries, ingestion: Ingestion, archive: SqlChunkArchive,
-                 lineage: SqlLineageStore, lake: Callable[[], IcebergLanding], collection: str,
-                 default_min_score: float) -> None:
+                 lineage: SqlLineageStore, cache: EmbeddingCache, lake: Callable[[], IcebergLanding],
+                 scrub: Callable[[], None], collection: str, default_min_score: float) -> None:
         self._queries = queries
         self._ingestion = ingestion
         self._archive = archive
         self._lineage = lineage
+        self._cache = cache
+        self._scrub = scrub  # the database's own erasure step (SQLite: truncate the WAL)
         self._lake = lake  # opened on first use: most audit calls never touch the catalog
         self._collection = collection
         self._min_score = default_min_score
@@ -96,20 +100,33 @@ class Audit:
         return Replay(answer_id, template.version, template.sha256, template.sha256 == record.prompt_template_sha256,
                       template.render(record.query, chunks))
 
-    def forget(self, tenant: str, document_id: str) -> ForgetReport:
-        """Erasure: remove the document from every generation and its kept bytes, erase its
-        archived chunk text (ids stay), record a ``deleted`` event marked ``forgotten``, and
-        report which answers used it."""
+    def forget(self, tenant: str, document_id: str, actor: str = "operator") -> ForgetReport:
+        """Erasure, complete: the document leaves every index generation and the engine's
+        files, its kept bytes, its cached embeddings, its archived chunk text and the
+        registry's copy of its title and metadata; every answer that used it has its text
+        and quotes of it replaced by a marker (ids and hashes stay). A receipt of what was
+        erased where is stored and emitted with the document's ``deleted`` event."""
         registered = self._ingestion.get_document(tenant, document_id)
-        self._ingestion.delete(tenant, document_id)
+        generations = self._ingestion.erase(tenant, document_id)
         report = self._archive.forget(tenant, document_id)
         if registered is None and not report.chunks_erased and not report.answer_ids:
             raise NotFoundError(f"document {document_id} not found for tenant {tenant!r}")
+        cached = self._cache.forget(report.text_sha256s)
+        erased_at = datetime.now(UTC)
+        receipt = {
+            "receipt_id": ids.uuid7(), "erased_at": erased_at.isoformat(), "actor": actor,
+            "index": {"generations_purged": generations}, "kept_source_bytes": registered is not None,
+            "chunk_archive": {"texts_erased": report.chunks_erased},
+            "embedding_cache": {"vectors_dropped": cached},
+            "answers": {"rewritten": report.answers_redacted, "answer_ids": list(report.answer_ids)},
+            "registry": {"title_and_metadata_erased": registered is not None},
+        }
         self._lineage.record_document_change(DocumentChange(
-            kind="deleted", tenant=tenant, document_id=document_id, forgotten=True, occurred_at=datetime.now(UTC),
+            kind="deleted", tenant=tenant, document_id=document_id, forgotten=True, occurred_at=erased_at,
             document_version=registered.version if registered else "",
             source_uri=registered.source_uri if registered else "",
-            collection=registered.collection if registered else self._collection))
+            collection=registered.collection if registered else self._collection, receipt=receipt))
+        self._scrub()
         return report
 
     def stats(self) -> dict[str, int]:

@@ -34,6 +34,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA cache_size=-65536")  # 64 MB: lineage indexes stay hot at millions of rows
+    cursor.execute("PRAGMA secure_delete=ON")  # deleted and overwritten content is zeroed, not left in free pages
     cursor.close()
 
 
@@ -44,3 +45,14 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def scrub(engine: Engine) -> None:
+    """After an erasure: on SQLite, checkpoint the write-ahead log into the database and
+    truncate it, so the erased rows' old page images leave the ``-wal`` file (with
+    ``secure_delete`` the database file itself holds zeros where they were). PostgreSQL
+    keeps old row versions until VACUUM reclaims them (the README says what to run)."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")

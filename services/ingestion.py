@@ -177,6 +177,26 @@ class Ingestion:
                 self._shared = self._new_pipeline()
             return self._shared.delete(tenant, document_id)
 
+    def erase(self, tenant: str, document_id: str) -> list[str]:
+        """Erasure's index half: delete the document from every generation it may be in, then
+        rewrite those generations so no deleted byte stays in the engine's files; its kept
+        bytes go too, and the registry keeps the row but nothing from its content. Returns
+        the generations purged."""
+        record = self._registry.get(tenant, document_id)
+        generations = self._generations
+        purged = list(dict.fromkeys(c for c in (record.collection if record else None, generations.target,
+                                                 generations.serving) if c))
+        with self._lock:
+            if self._shared is None:
+                self._shared = self._new_pipeline()
+            self._shared.delete(tenant, document_id)
+            if record is not None:
+                self._sources.delete(tenant, record.version)
+                self._registry.record_forgotten(tenant, document_id)
+            for collection in purged:
+                generations.index.purge(collection)
+        return purged
+
     # -- reads --------------------------------------------------------------------------
 
     def get_document(self, tenant: str, document_id: str,

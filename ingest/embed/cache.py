@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -35,6 +35,16 @@ class EmbeddingCache:
                 for text_hash, blob in rows:
                     found[text_hash] = np.frombuffer(blob, dtype="<f4")
         return found
+
+    def forget(self, hashes: Sequence[str]) -> int:
+        """Drop the cached vectors of these texts, for every model: an erased text must not
+        even be provable as once seen. Returns the rows removed."""
+        removed = 0
+        with self._engine.begin() as conn:
+            for i in range(0, len(hashes), _LOOKUP_CHUNK):
+                part = list(hashes[i : i + _LOOKUP_CHUNK])
+                removed += conn.execute(delete(embedding_cache).where(embedding_cache.c.text_sha256.in_(part))).rowcount
+        return removed
 
     def put_many(self, model_version: str, vectors: Mapping[str, np.ndarray]) -> None:
         if not vectors:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -120,6 +121,41 @@ class QdrantEdgeIndex:
 
     def optimize(self, collection: str) -> bool:
         return bool(self._call(self._shard(collection).optimize))
+
+    def purge(self, collection: str) -> None:
+        """Rewrite the shard from its live points. Qdrant Edge keeps deleted payloads in its
+        WAL and segments (optimize() did not drop them, measured), so erasure copies every
+        surviving point, with the shard's own stored config and payload indexes, into a
+        fresh directory and swaps it in; the old files are then removed."""
+        path = self._root / collection
+        with self._lock:
+            shard = self._shards.pop(collection, None) or self._call(qe.EdgeShard.load, str(path))
+            fresh_path = path.with_name(f".{collection}.rewrite")
+            shutil.rmtree(fresh_path, ignore_errors=True)
+            fresh_path.mkdir(parents=True)
+            shutil.copy2(path / "edge_config.json", fresh_path / "edge_config.json")
+            fresh = self._call(qe.EdgeShard.load, str(fresh_path))
+            try:
+                for key, index in shard.info().payload_schema.items():
+                    self._call(fresh.update, qe.UpdateOperation.create_field_index(key, index.data_type))
+                offset = None
+                while True:
+                    records, offset = self._call(shard.scroll, qe.ScrollRequest(
+                        offset=offset, limit=_UPSERT_BATCH, with_payload=True, with_vector=True))
+                    if records:
+                        self._call(fresh.update, qe.UpdateOperation.upsert_points(
+                            [qe.Point(r.id, r.vector, r.payload) for r in records]))
+                    if offset is None:
+                        break
+                fresh.flush()
+            finally:
+                fresh.close()
+                shard.close()
+            retired = path.with_name(f".{collection}.retired")
+            shutil.rmtree(retired, ignore_errors=True)
+            os.replace(path, retired)
+            os.replace(fresh_path, path)
+            shutil.rmtree(retired)
 
     def indexed_vectors(self, collection: str) -> int:
         return int(self._shard(collection).info().indexed_vectors_count)

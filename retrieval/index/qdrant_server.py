@@ -88,6 +88,11 @@ class QdrantServerIndex:
     def optimize(self, collection: str) -> bool:
         return False  # a Qdrant server runs its optimizers in the background
 
+    def purge(self, collection: str) -> None:
+        """Nothing a client can do: a Qdrant server drops deleted points from its segments
+        when its vacuum optimizer runs and truncates its WAL on its own schedule (the README
+        says what an operator sets for erasure on a deadline)."""
+
     def set_alias(self, alias: str, collection: str) -> None:
         """Delete and create in one request: Qdrant applies alias changes atomically."""
         operations: list[Any] = []
