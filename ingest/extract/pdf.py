@@ -231,12 +231,12 @@ def _outline(doc: Any) -> list[OutlineEntry]:
 
 def _read_page(page: Any, doc: Any, number: int) -> _Page:
     """One page's lines and tables: PDFium's text, unless it cannot read the page; pdfplumber's
-    table finder on pages that draw paths, and its text around the tables it finds."""
+    table finder on pages whose paths may rule a table, and its text around the tables it finds."""
     seen = pdfium_text.read_page(doc, number - 1) if doc is not None else None
-    if seen is not None and not seen.has_paths and seen.fallback is None:
+    if seen is not None and not seen.ruled and seen.fallback is None:
         return _Page(number, list(seen.lines), draws=seen.draws)
     # Ruled tables need drawn edges: skip the (slow) table finder on pages without any.
-    ruled = seen.has_paths if seen is not None else bool(page.rects or page.lines)
+    ruled = seen.ruled if seen is not None else bool(page.rects or page.lines)
     tables = page.find_tables() if ruled else []
     if seen is not None and not tables and seen.fallback is None:
         return _Page(number, list(seen.lines), draws=seen.draws)
