@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/lineage.py
+	$(BIN)/python bench/extract_quality.py
 
 clean:
 	rm -rf $(VENV) .ragline
