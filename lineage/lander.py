@@ -199,17 +199,27 @@ class KafkaLander:
         left = self._config.lander_max_age_s - (time.monotonic() - self._batch.started)
         return max(0, min(500, int(left * 1000)))
 
-    def seek_to_landed(self, partitions: Sequence[TopicPartition]) -> None:
+    def seek_to_landed(self, partitions: Sequence[TopicPartition], *, in_callback: bool = False) -> None:
         """Position each partition just after what Iceberg holds; else Kafka's committed
-        offset (a hint); else the earliest record."""
+        offset (a hint); else the earliest record. In a rebalance callback (kafka-python's
+        IO thread, where no blocking call may run) only Iceberg's are applied: the consumer
+        itself then starts from the committed offset or the earliest."""
         by_topic: dict[str, list[TopicPartition]] = {}
         for tp in partitions:
             by_topic.setdefault(tp.topic, []).append(tp)
         for topic, tps in by_topic.items():
             landed = landed_offsets(self._landing.table(self._tables[topic]), topic)
             for tp in tps:
-                if tp.partition in landed:
-                    self._consumer.seek(tp, landed[tp.partition])
+                hint = landed.get(tp.partition)
+                if hint is None and in_callback:
+                    continue
+                if hint is None:
+                    with translated(f"reading the committed offset of {tp.topic}/{tp.partition}"):
+                        hint = self._consumer.committed(tp)
+                if hint is None:
+                    self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, hint)
 
     def touch(self) -> None:
         """Partitions came: the idle clock starts again."""
@@ -229,10 +239,11 @@ class KafkaLander:
     # --- committing --------------------------------------------------------------
 
     def commit_pending(self) -> None:
-        """Commit now (on revocation, before the partitions go to another member)."""
-        self._commit()
+        """Commit now (on revocation, before the partitions go to another member). In the
+        callback no Kafka offset is committed (a blocking call); Iceberg holds the truth."""
+        self._commit(in_callback=True)
 
-    def _commit(self) -> None:
+    def _commit(self, *, in_callback: bool = False) -> None:
         batch, self._batch = self._batch, _Batch()
         if not batch.size:
             return
@@ -245,10 +256,12 @@ class KafkaLander:
             # Nothing of the failed part is landed: re-read from the landed offsets.
             self.report.failures += 1
             log.warning("lander: commit failed, re-reading from the landed offsets: %s", exc)
-            self._rewind()
-            time.sleep(1.0)
+            if not in_callback:  # (a revoked partition is re-read by its next owner, from the same offsets)
+                self._rewind()
+                time.sleep(1.0)
             return
-        self._commit_kafka(batch.next_offsets)
+        if not in_callback:
+            self._commit_kafka(batch.next_offsets)
 
     def _commit_topic(self, topic: str, entries: list[_Entry], offsets: dict[int, int]) -> None:
         name = self._tables[topic]
@@ -339,7 +352,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # (kafka-pyt
         self._lander.drop_pending(revoked)
 
     def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        self._lander.seek_to_landed(assigned)
+        self._lander.seek_to_landed(assigned, in_callback=True)
         self._lander.touch()
 
 

@@ -22,7 +22,8 @@ from prometheus_client import generate_latest
 from sqlalchemy import Engine
 
 from lineage import IcebergLanding, OutboxEvent, OutboxRelay, SqlLineageStore, parse, serialize, validate_event
-from lineage.errors import InvalidEventError
+from lineage import lander as lander_module
+from lineage.errors import InvalidEventError, LandingError
 from lineage.events import build_answer_event, build_document_event
 from lineage.iceberg import ANSWER_TABLE, COMPACTION_PROPERTY, DOCUMENT_TABLE
 from lineage.kafka import ERROR_HEADER, ORIGIN_HEADER, KafkaPublisher, from_record, to_record
@@ -195,6 +196,31 @@ def test_a_relay_resending_unacknowledged_rows_lands_each_event_once(
     assert (second.landed, second.duplicates) == (0, 15)
     ids = [r["event_id"] for r in landed(lake, ANSWER_TABLE)]
     assert len(ids) == len(set(ids)) == 20
+
+
+def test_a_failed_commit_is_read_again_and_lands_once(
+        kafka_bootstrap: str, sqlite_store: SqlLineageStore, sqlite_engine: Engine, lake: IcebergLanding,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lake fails the first commits (nothing landed yet, no offsets anywhere): the lander
+    drops its batch, seeks back and lands every event once when the lake answers again."""
+    config = quick_config(kafka_bootstrap, lander_batch_size=4)
+    for _ in range(10):
+        sqlite_store.record_answer(make_answer())
+    OutboxRelay(sqlite_engine, KafkaPublisher(config)).drain()
+    real = lander_module._append
+    failing = {"left": 2}
+
+    def flaky(*args: Any) -> bool:
+        if failing["left"]:
+            failing["left"] -= 1
+            raise LandingError("the catalog is down")
+        return real(*args)
+
+    monkeypatch.setattr(lander_module, "_append", flaky)
+    report = land(config, lake, idle_s=2.5)
+    assert report.failures == 2 and report.landed == 10
+    ids = [r["event_id"] for r in landed(lake, ANSWER_TABLE)]
+    assert len(ids) == len(set(ids)) == 10
 
 
 def test_offsets_in_iceberg_win_over_kafka_and_survive_a_compaction(
