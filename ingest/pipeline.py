@@ -134,6 +134,8 @@ class IngestPipeline:
         existing = self._registry.get(source.tenant, doc_id)
         if (existing and existing.status == "indexed" and existing.version == version
                 and existing.pipeline_fingerprint == self.fingerprint and existing.collection == self.collection):
+            if existing.source_root != source.source_root:  # read again from another root, or not from disk
+                self._registry.record_source_root(source.tenant, doc_id, source.source_root)
             return DocumentOutcome(source.source_uri, "unchanged", doc_id, version, existing.chunk_count)
         try:
             document, chunks = self._extract_and_chunk(source)
@@ -144,7 +146,8 @@ class IngestPipeline:
             error = exc.reason if isinstance(exc, ExtractionError) else str(exc)
             self._registry.record_failed(
                 tenant=source.tenant, document_id=doc_id, version=version, source_uri=source.source_uri,
-                error=error, pipeline_fingerprint=self.fingerprint, collection=self.collection)
+                error=error, pipeline_fingerprint=self.fingerprint, collection=self.collection,
+                source_root=source.source_root)
             return DocumentOutcome(source.source_uri, "failed", doc_id, version, error=error)
         chunk_ids = [ids.chunk_id(source.tenant, doc_id, version, self.fingerprint, c.index) for c in chunks]
         payload_base = {
@@ -171,7 +174,8 @@ class IngestPipeline:
             tenant=source.tenant, document_id=doc_id, version=version, source_uri=source.source_uri,
             media_type=document.media_type, pipeline_fingerprint=self.fingerprint, collection=self.collection,
             chunk_count=len(chunks), access_tags=list(source.access_tags),
-            title=document.metadata.get("title"), metadata={**document.metadata, **clean_value(source.metadata)})
+            title=document.metadata.get("title"), metadata={**document.metadata, **clean_value(source.metadata)},
+            source_root=source.source_root)
         if self._on_change:
             self._on_change(DocumentChange(
                 kind="indexed", tenant=source.tenant, document_id=doc_id, document_version=version,

@@ -33,6 +33,7 @@ class DocumentRecord:
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    source_root: str | None = None  # the local folder (or file) it was read from; None: not from disk
 
 
 class DocumentRegistry:
@@ -60,16 +61,16 @@ class DocumentRegistry:
 
     def record_indexed(self, *, tenant: str, document_id: str, version: str, source_uri: str, media_type: str,
                        pipeline_fingerprint: str, collection: str, chunk_count: int, access_tags: list[str],
-                       title: str | None, metadata: dict[str, Any]) -> None:
+                       title: str | None, metadata: dict[str, Any], source_root: str | None = None) -> None:
         self._upsert(tenant, document_id, {
             "version": version, "source_uri": source_uri, "media_type": media_type,
             "pipeline_fingerprint": pipeline_fingerprint, "collection": collection, "chunk_count": chunk_count,
             "status": "indexed", "last_error": None, "access_tags": access_tags, "title": title,
-            "metadata": metadata,
+            "metadata": metadata, "source_root": source_root,
         })
 
     def record_failed(self, *, tenant: str, document_id: str, version: str, source_uri: str, error: str,
-                      pipeline_fingerprint: str, collection: str) -> None:
+                      pipeline_fingerprint: str, collection: str, source_root: str | None = None) -> None:
         """A failure on a document that is already indexed keeps its indexed version."""
         existing = self.get(tenant, document_id)
         if existing and existing.status == "indexed":
@@ -78,7 +79,7 @@ class DocumentRegistry:
         self._upsert(tenant, document_id, {
             "version": version, "source_uri": source_uri, "pipeline_fingerprint": pipeline_fingerprint,
             "collection": collection, "chunk_count": 0, "status": "failed", "last_error": error,
-            "access_tags": [], "metadata": {},
+            "access_tags": [], "metadata": {}, "source_root": source_root,
         })
 
     def record_stale(self, tenant: str, document_id: str, reason: str) -> None:
@@ -87,6 +88,21 @@ class DocumentRegistry:
 
     def record_deleted(self, tenant: str, document_id: str) -> None:
         self._update(tenant, document_id, {"status": "deleted", "chunk_count": 0})
+
+    def record_source_root(self, tenant: str, document_id: str, source_root: str | None) -> None:
+        """An unchanged document read again from another root (or no longer from disk)."""
+        self._update(tenant, document_id, {"source_root": source_root})
+
+    def under_root(self, tenant: str, root: str) -> Iterator[DocumentRecord]:
+        """The tenant's documents read from local files whose source lies under the folder
+        ``root`` (a resolved absolute path; compared by whole path components), not deleted."""
+        prefix = root.rstrip("/") + "/"
+        query = select(documents).where(
+            documents.c.tenant == tenant, documents.c.status != "deleted", documents.c.source_root.is_not(None),
+            documents.c.source_uri.startswith(prefix, autoescape=True)).order_by(documents.c.source_uri)
+        with self._engine.connect() as conn:
+            for row in conn.execute(query.execution_options(yield_per=1000)).mappings():
+                yield DocumentRecord(**row)
 
     def record_forgotten(self, tenant: str, document_id: str) -> None:
         """An erasure: the row stays (ids, version hash, source) so lineage can still name

@@ -191,7 +191,9 @@ def read_path(path: Path, options: SourceOptions, *, root: str | None = None) ->
     uri = os.path.realpath(path)
     passwords = options.passwords or {}
     password = passwords.get(uri) or passwords.get(str(path)) or passwords.get(path.name)
-    return SourceDocument(uri, data, options.tenant, access_tags=options.access_tags, password=password)
+    # The folder walked, or the file itself when named: what ``--prune`` of a folder goes by.
+    return SourceDocument(uri, data, options.tenant, access_tags=options.access_tags, password=password,
+                          source_root=root or uri)
 
 
 class _Refused(Exception):

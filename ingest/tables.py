@@ -39,6 +39,9 @@ documents = Table(
     Column("metadata", JSON, nullable=False, default=dict),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The local folder (or file) named when the source was read from disk; NULL for uploads,
+    # inline text, URLs and client-given identities: only these can be pruned (0007).
+    Column("source_root", Text),
     Index(None, "tenant", "status", "updated_at"),
     Index(None, "source_uri"),
 )

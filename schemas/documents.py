@@ -74,6 +74,9 @@ class SourceDocument:
     media_type: str | None = None  # caller's hint; content detection still runs
     password: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The local folder (or file) an operator named when this file was read from it
+    #: (``ragline ingest ROOT``, ``ragline produce ROOT``): what ``--prune`` goes by.
+    source_root: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
