@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -73,6 +74,19 @@ def test_a_language_without_data_is_reported_not_guessed(corpora: Path) -> None:
     assert doc.text == "" and "ocr_pages" not in doc.metadata
     assert doc.warnings == (f"{LINN}: no text layer on page(s) 1 of 1 (scanned? no OCR: tesseract has no data "
                             "for language(s) qqq (Debian: tesseract-ocr-qqq))",)
+
+
+def test_a_scan_is_indexed_through_the_pipeline(make_components: Any, corpora: Path) -> None:
+    """The default settings OCR a scan, so it is indexed instead of failing for lack of text."""
+    from ingest.sources import SourceOptions, iter_sources
+    from schemas import ids
+
+    comps = make_components()
+    scan = corpora / "pdf" / "files" / CARDINAL
+    summary = comps.pipeline().ingest(iter_sources([str(scan)], SourceOptions(tenant="t")))
+    assert summary.documents["failed"] == 0, summary.errors
+    document_id = ids.document_id("t", str(scan.resolve()))
+    assert comps.index.count(comps.collection, "t", document_id) == comps.registry.get("t", document_id).chunk_count > 0
 
 
 def test_ocr_settings() -> None:

@@ -149,7 +149,8 @@ def test_every_malformed_file_fails_alone_and_the_run_goes_on(
 
 
 def test_a_scanned_pdf_fails_naming_its_pages(make_components: MakeComponents, corpora: Path) -> None:
-    comps = make_components()
+    """With OCR off (with it on, tests/ingest/test_pdf_ocr.py indexes the same scan)."""
+    comps = make_components(extraction={"ocr": False})
     scan = corpora / "pdf" / "files" / "ocrmypdf-cardinal-rotated-scans.pdf"
     pipeline, summary = run(comps, [scan])
 
