@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from sqlalchemy.exc import DataError, IntegrityError
 
+from ingest.context import contextual_text
 from ingest.embed.client import EmbeddingClient
 from ingest.extract.registry import ExtractionLimits, extract_document
 from ingest.extract.sanitize import clean_value, without_nul
@@ -33,7 +34,7 @@ from schemas.errors import (
     VectorIndexError,
 )
 from schemas.lineage import DocumentChange
-from schemas.protocols import ChunkArchive, Chunker, VectorIndex
+from schemas.protocols import ChunkArchive, Chunker, SparseEncoder, VectorIndex
 from schemas.retrieval import IndexedPoint
 
 Status = Literal["new", "updated", "unchanged", "failed"]
@@ -74,9 +75,13 @@ class IngestPipeline:
                  embedder: EmbeddingClient, index: VectorIndex, registry: DocumentRegistry, collection: str,
                  pipeline_fingerprint: str, archive: ChunkArchive | None = None,
                  on_change: Callable[[DocumentChange], None] | None = None,
-                 source_store: SourceStore | None = None, also_to: tuple[str, ...] = ()) -> None:
+                 source_store: SourceStore | None = None, also_to: tuple[str, ...] = (),
+                 sparse: SparseEncoder | None = None, context_headers: bool = False) -> None:
         """``also_to``: other generations that must see every write while they coexist with
-        ``collection`` (the one still serving queries, until the new one is complete)."""
+        ``collection`` (the one still serving queries, until the new one is complete).
+        ``sparse``: each chunk also gets a lexical sparse vector (hybrid search);
+        ``context_headers``: each chunk is embedded with its document's title and heading path
+        in front (:func:`ingest.context.contextual_text`); the stored text stays the chunk's own."""
         self._limits = limits
         self._chunker_for = chunker_for
         self.embedder = embedder
@@ -88,6 +93,13 @@ class IngestPipeline:
         self._on_change = on_change  # lineage: document indexed/deleted events
         self._sources = source_store
         self._also_to = tuple(c for c in also_to if c != collection)
+        self._sparse = sparse
+        self._context_headers = context_headers
+
+    def _embedded_texts(self, document: ExtractedDocument, chunks: list[Chunk]) -> list[str]:
+        if not self._context_headers:
+            return [c.text for c in chunks]
+        return [contextual_text(document.metadata.get("title"), c.heading_path, c.text) for c in chunks]
 
     def ingest(self, sources: Iterable[SourceDocument | SourceFailure], *, estimate_only: bool = False,
                on_document: Callable[[DocumentOutcome], None] | None = None) -> IngestSummary:
@@ -139,7 +151,8 @@ class IngestPipeline:
             return DocumentOutcome(source.source_uri, "unchanged", doc_id, version, existing.chunk_count)
         try:
             document, chunks = self._extract_and_chunk(source)
-            vectors = self.embedder.embed([c.text for c in chunks])
+            texts = self._embedded_texts(document, chunks)
+            vectors = self.embedder.embed(texts)
         except BudgetExceededError:
             raise
         except (TerminalError, EmbeddingError) as exc:
@@ -155,8 +168,10 @@ class IngestPipeline:
             "source_uri": source.source_uri, "media_type": document.media_type,
             "access_tags": list(source.access_tags), "title": document.metadata.get("title"),
         }
-        points = [IndexedPoint(chunk_id=cid, vector=vec.tolist(), payload={**payload_base, **_chunk_payload(c)})
-                  for cid, c, vec in zip(chunk_ids, chunks, vectors, strict=True)]
+        sparse = self._sparse.encode_documents(texts) if self._sparse is not None else [None] * len(chunks)
+        points = [IndexedPoint(chunk_id=cid, vector=vec.tolist(), payload={**payload_base, **_chunk_payload(c)},
+                               sparse=sv)
+                  for cid, c, vec, sv in zip(chunk_ids, chunks, vectors, sparse, strict=True)]
         if self._archive:
             self._archive.archive_chunks([
                 ArchivedChunk(cid, source.tenant, doc_id, version, source.source_uri, c.index, c.text,
@@ -216,10 +231,10 @@ class IngestPipeline:
 
     def _estimate_one(self, source: SourceDocument, estimate: dict[str, Any]) -> DocumentOutcome:
         try:
-            _, chunks = self._extract_and_chunk(source)
+            document, chunks = self._extract_and_chunk(source)
         except TerminalError as exc:
             return DocumentOutcome(source.source_uri, "failed", error=str(exc))
-        cost = self.embedder.estimate([c.text for c in chunks])
+        cost = self.embedder.estimate(self._embedded_texts(document, chunks))
         estimate["texts"] += cost.texts
         estimate["uncached_texts"] += cost.uncached_texts
         estimate["tokens"] += cost.tokens

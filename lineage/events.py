@@ -53,7 +53,7 @@ def answer_data(answer: AnswerRecord, *, keep_query_text: bool, query_sha256: st
     is given when the record was rebuilt from rows that keep only the query's hash."""
     refs = sorted(answer.retrieved, key=lambda r: r.rank)
     documents: dict[tuple[str, str], None] = {(r.document_id, r.document_version): None for r in refs}
-    return {
+    data = {
         "answer_id": answer.answer_id, "tenant": answer.tenant, "status": answer.status,
         "endpoint": answer.endpoint, "request_id": answer.request_id,
         "query": answer.query if keep_query_text else None,
@@ -72,6 +72,9 @@ def answer_data(answer: AnswerRecord, *, keep_query_text: bool, query_sha256: st
         "retrieval_timestamp": _iso(answer.retrieval_timestamp), "collection": answer.collection,
         "filters": answer.filters, "usage": answer.usage.model_dump(), "timings_ms": answer.timings_ms,
     }
+    if answer.retrieval is not None:  # optional (answers recorded before hybrid search have none)
+        data["retrieval"] = answer.retrieval
+    return data
 
 
 def build_answer_event(answer: AnswerRecord, *, deployment: str, keep_query_text: bool,

@@ -1,5 +1,5 @@
 """Vector indexes, retrieval, prompt templates and answer generators."""
 
-from retrieval.retriever import RetrievalTimings, Retriever
+from retrieval.retriever import Retrieval, RetrievalConfig, RetrievalTimings, Retriever
 
-__all__ = ["RetrievalTimings", "Retriever"]
+__all__ = ["Retrieval", "RetrievalConfig", "RetrievalTimings", "Retriever"]

@@ -63,6 +63,7 @@ class AnswerRecord(_Frozen):
     traceparent: str | None = None
     response: dict[str, Any] | None = None  # the API response body, replayed for a retried Idempotency-Key
     request_fingerprint: str | None = None  # SHA-256 of the request behind an Idempotency-Key (a reuse must match)
+    retrieval: dict[str, Any] | None = None  # mode, fusion parameters, reranker: what ranked the chunks
 
 
 class DocumentChange(_Frozen):

@@ -9,7 +9,16 @@ from typing import Protocol, runtime_checkable
 
 from schemas.documents import ArchivedChunk, Chunk, ExtractedDocument
 from schemas.lineage import AnswerRecord
-from schemas.retrieval import Generation, IndexedPoint, RetrievedChunk, SearchFilter, SearchHit
+from schemas.retrieval import (
+    Generation,
+    IndexedPoint,
+    RerankResult,
+    RetrievedChunk,
+    SearchFilter,
+    SearchHit,
+    SparseVector,
+    VectorQuery,
+)
 
 
 @runtime_checkable
@@ -54,8 +63,37 @@ class Embedder(Protocol):
 
 
 @runtime_checkable
+class SparseEncoder(Protocol):
+    """Lexical (BM25-style) sparse vectors, computed by ragline for every backend alike;
+    the index applies IDF. ``config()`` enters the pipeline fingerprint."""
+
+    version: str
+
+    def config(self) -> dict[str, object]: ...
+
+    def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]: ...
+
+    def encode_query(self, text: str) -> SparseVector: ...
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Re-scores the top candidates of a search against the query (a cross-encoder or an
+    HTTP ``/rerank`` endpoint). ``model_version`` is recorded in lineage."""
+
+    model_version: str
+
+    def rerank(self, query: str, texts: Sequence[str]) -> list[RerankResult]:
+        """One result per text (``index`` into ``texts``), best first."""
+        ...
+
+
+@runtime_checkable
 class VectorIndex(Protocol):
-    """A vector store holding one index generation (collection) per embedding setup."""
+    """A vector store holding one index generation (collection) per embedding setup.
+
+    Collections hold a dense vector and a sparse one (IDF applied by the engine);
+    ``query`` runs dense, sparse or hybrid searches (fusion in the engine)."""
 
     def ensure_collection(self, name: str, dimensions: int) -> None: ...
 
@@ -69,7 +107,17 @@ class VectorIndex(Protocol):
 
     def search(
         self, collection: str, vector: Sequence[float], k: int, flt: SearchFilter
-    ) -> list[SearchHit]: ...
+    ) -> list[SearchHit]:
+        """Dense search (cosine), best first."""
+        ...
+
+    def query(self, collection: str, query: VectorQuery, flt: SearchFilter) -> list[SearchHit]:
+        """Dense, sparse or hybrid search, best first."""
+        ...
+
+    def has_sparse(self, collection: str) -> bool:
+        """Whether the collection holds sparse vectors (generations built before them do not)."""
+        ...
 
     def count(self, collection: str, tenant: str | None = None, document_id: str | None = None) -> int: ...
 

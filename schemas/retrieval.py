@@ -2,21 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+#: How a query is matched: the dense embedding, the lexical (BM25-style) sparse vector,
+#: or both fused in the engine (reciprocal rank fusion).
+RetrievalMode = Literal["dense", "sparse", "hybrid"]
+RETRIEVAL_MODES: tuple[RetrievalMode, ...] = ("dense", "sparse", "hybrid")
+GroupBy = Literal["document"]
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class SparseVector(_Frozen):
+    """A lexical vector: term ids (hashed tokens) and their weights. The engine applies IDF."""
+
+    indices: list[int]
+    values: list[float]
+
+
 class IndexedPoint(_Frozen):
-    """One chunk as stored in the vector index (the point's payload plus its vector)."""
+    """One chunk as stored in the vector index (the point's payload plus its vectors)."""
 
     chunk_id: str
     vector: list[float]
     payload: dict[str, Any]
+    sparse: SparseVector | None = None
+
+
+class VectorQuery(_Frozen):
+    """One search as the index runs it. ``dense`` ranks by cosine, ``sparse`` by the sparse
+    vector's dot product with IDF, ``hybrid`` fuses a dense and a sparse prefetch of
+    ``prefetch_limit`` candidates each with reciprocal rank fusion (``rrf_k``), in the engine.
+    ``with_vectors`` returns each hit's dense vector (to compute its cosine similarity)."""
+
+    mode: RetrievalMode
+    limit: int = Field(ge=1)
+    dense: list[float] | None = None
+    sparse: SparseVector | None = None
+    prefetch_limit: int = Field(100, ge=1)
+    rrf_k: int = Field(60, ge=1)
+    rrf_weights: tuple[float, float] | None = None  # (dense, sparse)
+    with_vectors: bool = False
 
 
 class SearchFilter(_Frozen):
@@ -38,6 +68,7 @@ class SearchHit(_Frozen):
     chunk_id: str
     score: float
     payload: dict[str, Any]
+    vector: list[float] | None = None  # the dense vector, when the query asked for it
 
     @property
     def document_id(self) -> str:
@@ -45,7 +76,13 @@ class SearchHit(_Frozen):
 
 
 class RetrievedChunk(_Frozen):
-    """A search hit with the fields callers and lineage need, rank starting at 1."""
+    """A search hit with the fields callers and lineage need, rank starting at 1.
+
+    ``score`` is the chunk's cosine similarity to the query in every mode (what the
+    evidence threshold ``min_score`` gates, comparable across modes); ``rank_score`` is
+    the score that ordered the results (cosine, BM25, RRF or the reranker's).
+    ``also_in``: other documents holding the same passage, collapsed into this hit.
+    """
 
     chunk_id: str
     document_id: str
@@ -54,6 +91,8 @@ class RetrievedChunk(_Frozen):
     rank: int
     score: float
     text: str
+    rank_score: float | None = None
+    also_in: list[str] = Field(default_factory=list)
     page_start: int | None = None
     page_end: int | None = None
     heading_path: list[str] = Field(default_factory=list)
@@ -70,3 +109,10 @@ class Generation(_Frozen):
     model_version: str
     no_answer: bool = False
     quotes: dict[int, str] = Field(default_factory=dict)  # rank -> the text taken from that source
+
+
+class RerankResult(_Frozen):
+    """One candidate's new relevance: its position in the list given to the reranker."""
+
+    index: int
+    score: float

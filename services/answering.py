@@ -24,7 +24,7 @@ from schemas import ids
 from schemas.errors import RaglineError, TerminalError
 from schemas.lineage import AnswerRecord, AnswerStatus, RetrievedRef, TokenUsage
 from schemas.protocols import Generator, LineageSink
-from schemas.retrieval import Generation, RetrievedChunk, SearchFilter
+from schemas.retrieval import Generation, GroupBy, RetrievalMode, RetrievedChunk, SearchFilter
 from services.errors import InvalidInput
 
 QUOTE_CHARS = 300
@@ -42,15 +42,20 @@ class AnswerRequest:
     idempotency_key: str | None = None
     traceparent: str | None = None
     conversation: tuple[tuple[str, str], ...] = ()  # chat: every message as (role, text)
+    mode: RetrievalMode | None = None  # dense | sparse | hybrid; None: the configured default
+    group_by: GroupBy | None = None
 
     def fingerprint(self) -> str:
         """SHA-256 of what determines the answer: endpoint, question (or conversation), k and the
         effective search filter (the request's filters and the caller's tenant and tags). The
         stream flag, request id and trace context do not change the answer and are left out."""
-        return ids.text_hash(json.dumps({
+        shape: dict[str, object] = {
             "endpoint": self.endpoint, "query": self.query, "retrieval_query": self.retrieval_query,
             "conversation": self.conversation, "k": self.k, "filter": self.search_filter.model_dump(mode="json"),
-        }, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+        }
+        # Only when asked for: fingerprints of requests recorded before these options stay the same.
+        shape |= {key: value for key, value in (("mode", self.mode), ("group_by", self.group_by)) if value}
+        return ids.text_hash(json.dumps(shape, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
 
 
 class IdempotencyKeyReusedError(TerminalError):
@@ -60,6 +65,17 @@ class IdempotencyKeyReusedError(TerminalError):
         super().__init__(f"Idempotency-Key: this key was already used for a different request (answer {answer_id}); "
                          "use a new key for a new request")
         self.answer_id = answer_id
+
+
+@dataclass(frozen=True)
+class _Gathered:
+    """What retrieval handed the answer path: the chunks, those that are evidence, and what shaped them."""
+
+    chunks: list[RetrievedChunk]
+    evidence: list[RetrievedChunk]
+    timings: dict[str, float]
+    retrieved_at: datetime
+    params: dict[str, Any]
 
 
 @dataclass
@@ -143,13 +159,30 @@ class AnswerService:
         self.policy = policy
         self.min_score = policy.min_score
 
-    def retrieve(self, query: str, k: int, flt: SearchFilter, *,
-                 checked: bool = True) -> tuple[list[RetrievedChunk], dict[str, float]]:
+    def retrieve(self, query: str, k: int, flt: SearchFilter, *, checked: bool = True,
+                 mode: RetrievalMode | None = None, group_by: GroupBy | None = None,
+                 rerank: bool = True) -> tuple[list[RetrievedChunk], dict[str, float]]:
         """Ranked chunks; ``checked=False`` lifts the request limits (operator search, eval)."""
+        chunks, timings, _ = self.retrieve_with_params(query, k, flt, checked=checked, mode=mode,
+                                                       group_by=group_by, rerank=rerank)
+        return chunks, timings
+
+    def retrieve_with_params(self, query: str, k: int, flt: SearchFilter, *, checked: bool = True,
+                             mode: RetrievalMode | None = None, group_by: GroupBy | None = None,
+                             rerank: bool = True) -> tuple[list[RetrievedChunk], dict[str, float], dict[str, Any]]:
+        """Also what shaped the ranking (mode, fusion, reranker): what lineage records."""
         if checked:
             self.policy.check(query, k)
-        chunks, t = self.retriever.retrieve(query, k, flt)
-        return chunks, {"embed_ms": t.embed_ms, "search_ms": t.search_ms}
+        result = self.retriever.run(query, k, flt, mode=mode, group_by=group_by, rerank=rerank)
+        t = result.timings
+        timings = {"embed_ms": t.embed_ms, "search_ms": t.search_ms}
+        if self.retriever.reranker is not None and rerank:
+            timings["rerank_ms"] = t.rerank_ms
+        return result.chunks, timings, result.params
+
+    @property
+    def has_reranker(self) -> bool:
+        return self.retriever.reranker is not None
 
     def answer(self, req: AnswerRequest) -> AnswerOutcome:
         self.policy.check(req.retrieval_query or req.query, req.k)
@@ -158,13 +191,14 @@ class AnswerService:
         replay = self._replay(req, answer_id)
         if replay:
             return replay
-        chunks, evidence, timings, retrieved_at = self._gather(req)
+        got = self._gather(req)
+        chunks, evidence, timings = got.chunks, got.evidence, got.timings
         t0 = time.perf_counter()
         generation = self._generate(req, evidence)
         timings["generate_ms"] = (time.perf_counter() - t0) * 1000
         status: AnswerStatus = "no_answer" if generation.no_answer else "complete"
         payload = self._payload(answer_id, generation, chunks, timings)
-        record = self._record(req, answer_id, status, generation, chunks, timings, retrieved_at, payload)
+        record = self._record(req, answer_id, status, generation, got, payload)
         t1 = time.perf_counter()
         try:
             self.lineage.record_answer(record)
@@ -188,28 +222,26 @@ class AnswerService:
         answer_id = ids.answer_id(req.search_filter.tenant, req.idempotency_key)
         replay = self._replay(req, answer_id)
         if replay is None:
-            chunks, evidence, timings, retrieved_at = self._gather(req)
+            got = self._gather(req)
             pending = Generation(text="", model_version=self.generator.model_version)
             try:
-                self.lineage.begin_stream(self._record(req, answer_id, "streaming", pending, chunks, timings,
-                                                       retrieved_at, None))
+                self.lineage.begin_stream(self._record(req, answer_id, "streaming", pending, got, None))
             except DuplicateAnswerError:
                 replay = self._replay(req, answer_id)  # a retry with the same key committed first
                 if replay is None:
                     raise
             else:
-                return AnswerStream(answer_id, self._stream(req, answer_id, chunks, evidence, timings, retrieved_at,
-                                                            on_done))
+                return AnswerStream(answer_id, self._stream(req, answer_id, got, on_done))
         return AnswerStream(answer_id, _replayed(answer_id, replay.payload), replayed=True)
 
-    def _stream(self, req: AnswerRequest, answer_id: str, chunks: list[RetrievedChunk],
-                evidence: list[RetrievedChunk], timings: dict[str, float], retrieved_at: datetime,
+    def _stream(self, req: AnswerRequest, answer_id: str, got: _Gathered,
                 on_done: Callable[[dict[str, Any]], None] | None) -> abc.Generator[tuple[str, dict[str, Any]]]:
         """The events of a begun stream; its ``finally`` finalizes the rows however it ends
         (exhausted, an error, or closed: then the generator's own stream is closed first)."""
         parts: list[str] = []
         final: Generation | None = None
-        generation = self._generate_stream(req, evidence)
+        chunks, timings = got.chunks, got.timings
+        generation = self._generate_stream(req, got.evidence)
         t0 = time.perf_counter()
         try:
             yield "start", {"answer_id": answer_id}
@@ -231,8 +263,7 @@ class AnswerService:
             status: AnswerStatus = ("no_answer" if result.no_answer else "complete") if final else "incomplete"
             payload = self._payload(answer_id, result, chunks, timings)
             payload["status"] = status
-            self.lineage.finish_stream(
-                self._record(req, answer_id, status, result, chunks, timings, retrieved_at, payload))
+            self.lineage.finish_stream(self._record(req, answer_id, status, result, got, payload))
         if on_done is not None:
             on_done(payload)
         yield "done", payload
@@ -251,12 +282,13 @@ class AnswerService:
             return None
         return AnswerOutcome(dict(existing.response), existing.status, replayed=True)
 
-    def _gather(self, req: AnswerRequest) -> tuple[list[RetrievedChunk], list[RetrievedChunk], dict[str, float],
-                                                   datetime]:
+    def _gather(self, req: AnswerRequest) -> _Gathered:
         retrieved_at = datetime.now(UTC)
-        chunks, timings = self.retrieve(req.retrieval_query or req.query, req.k, req.search_filter, checked=False)
+        chunks, timings, params = self.retrieve_with_params(
+            req.retrieval_query or req.query, req.k, req.search_filter, checked=False, mode=req.mode,
+            group_by=req.group_by)
         evidence = [c for c in chunks if c.score >= self.min_score]
-        return chunks, evidence, timings, retrieved_at
+        return _Gathered(chunks, evidence, timings, retrieved_at, params)
 
     def _generate(self, req: AnswerRequest, evidence: list[RetrievedChunk]) -> Generation:
         if not evidence:
@@ -304,8 +336,8 @@ class AnswerService:
                 "timings": {k: round(v, 3) for k, v in timings.items()}}
 
     def _record(self, req: AnswerRequest, answer_id: str, status: AnswerStatus, generation: Generation,
-                chunks: list[RetrievedChunk], timings: dict[str, float], retrieved_at: datetime,
-                payload: dict[str, Any] | None) -> AnswerRecord:
+                got: _Gathered, payload: dict[str, Any] | None) -> AnswerRecord:
+        chunks, timings, retrieved_at = got.chunks, got.timings, got.retrieved_at
         cited = set(generation.cited_ranks)
         flt = req.search_filter
         return AnswerRecord(
@@ -323,5 +355,5 @@ class AnswerService:
             usage=TokenUsage(prompt_tokens=generation.prompt_tokens, completion_tokens=generation.completion_tokens,
                              total_tokens=generation.prompt_tokens + generation.completion_tokens),
             timings_ms=dict(timings), traceparent=req.traceparent, response=payload,
-            request_fingerprint=req.fingerprint() if req.idempotency_key else None,
+            request_fingerprint=req.fingerprint() if req.idempotency_key else None, retrieval=got.params,
         )

@@ -23,7 +23,7 @@ from services.ingestion import Ingestion
 from services.jobs import JobRunner
 from services.maintenance import Maintenance
 from services.settings import Settings
-from services.wiring import Components, build_fetch_policy, build_generator
+from services.wiring import Components, build_fetch_policy, build_generator, build_reranker, retrieval_config
 
 
 class Application:
@@ -59,8 +59,10 @@ class Application:
         policy = AnswerPolicy(min_score=gen.min_score, max_query_chars=self.settings.api.max_query_chars,
                               max_k=self.settings.api.max_k, store_query_text=lineage.store_query_text,
                               tenants_hashing_queries=frozenset(lineage.tenants_hashing_queries))
-        return AnswerService(Retriever(c.embedder, c.index, generations.serving), build_generator(self.settings),
-                             load_template(gen.template), c.lineage, policy)
+        retriever = Retriever(c.embedder, c.index, generations.serving, sparse=c.sparse_encoder,
+                              config=retrieval_config(self.settings), reranker=build_reranker(self.settings))
+        return AnswerService(retriever, build_generator(self.settings), load_template(gen.template), c.lineage,
+                             policy)
 
     @cached_property
     def audit(self) -> Audit:

@@ -104,21 +104,30 @@ def search(
     as_json: JsonFlag = False,
     tenant: TenantOpt = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="only chunks readable with these tags")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="dense, sparse or hybrid (default: the configured "
+                                                                "mode, hybrid)")] = None,
+    group_by: Annotated[str | None, typer.Option("--group-by", help="document: k documents, best chunks each")] = None,
 ) -> None:
     """Search the index and print the best-matching chunks."""
     from schemas.retrieval import SearchFilter
 
+    if mode not in (None, "dense", "sparse", "hybrid"):
+        raise typer.BadParameter(f"{mode!r} is not one of dense, sparse, hybrid", param_hint="--mode")
+    if group_by not in (None, "document"):
+        raise typer.BadParameter(f"{group_by!r}: only 'document' is supported", param_hint="--group-by")
     application = _application()
     try:
         flt = SearchFilter(tenant=tenant or application.settings.default_tenant,
                            access_tags=tuple(tag) if tag else None)
-        chunks, _ = application.answering.retrieve(query, k, flt, checked=False)
+        chunks, _ = application.answering.retrieve(query, k, flt, checked=False, mode=mode,  # type: ignore[arg-type]
+                                                   group_by=group_by)  # type: ignore[arg-type]
     finally:
         application.close()
     if as_json:
         output.emit_json([
             {"chunk_id": c.chunk_id, "document_id": c.document_id, "source_uri": c.source_uri, "score": c.score,
-             "text": c.text, "page_start": c.page_start, "page_end": c.page_end} for c in chunks])
+             "rank_score": c.rank_score, "text": c.text, "page_start": c.page_start, "page_end": c.page_end}
+            for c in chunks])
         return
     if not chunks:
         output.stdout.print("no results")

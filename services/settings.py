@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from ingest.embed.base import BatchingConfig
+from ingest.embed.sparse import SparseConfig
 from retrieval.index.base import HnswConfig
 
 
@@ -93,6 +94,29 @@ class IndexSettings(_Group):
     optimize_after_points: int = Field(
         10_000, ge=0, description="Qdrant Edge: build HNSW after an ingest run that added this many points"
     )
+
+
+class RetrievalSettings(_Group):
+    """How queries are matched and ranked (``RAGLINE_RETRIEVAL__*``). Every chunk gets a
+    dense and a sparse (BM25-style) vector; ``mode`` is the default of every entry point."""
+
+    mode: Literal["dense", "sparse", "hybrid"] = Field("hybrid", description="default retrieval mode")
+    rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant (hybrid)")
+    rrf_weights: tuple[float, float] | None = Field(None, description="(dense, sparse) weights of the fusion")
+    prefetch_limit: int = Field(100, ge=1, le=10_000, description="candidates per side fused in hybrid mode")
+    collapse_duplicates: bool = Field(True, description="no passage twice in a top-k (case/whitespace, shingles)")
+    duplicate_similarity: float = Field(0.9, gt=0, le=1, description="word-shingle Jaccard of one passage")
+    group_size: int = Field(3, ge=1, le=100, description="chunks per document with group_by=document")
+    context_headers: bool = Field(True, description="embed each chunk with its title and heading path in front "
+                                                    "(part of the pipeline fingerprint)")
+    sparse: SparseConfig = SparseConfig()
+    reranker: Literal["none", "http"] = Field("none", description="http: a Cohere/Jina/TEI-shaped /rerank endpoint")
+    reranker_url: str | None = None
+    reranker_api: Literal["cohere", "tei"] = "cohere"
+    reranker_model: str | None = None
+    reranker_api_key: SecretStr | None = None
+    reranker_timeout_s: float = Field(10.0, gt=0)
+    rerank_top_n: int = Field(50, ge=1, le=1000, description="fused candidates the reranker re-scores")
 
 
 class ApiKey(_Group):
@@ -203,6 +227,7 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     api: ApiSettings = ApiSettings()
     generation: GenerationSettings = GenerationSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
     lineage: LineageSettings = LineageSettings()
     kafka: KafkaSettings = KafkaSettings()
 

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from ingest.chunk import load_chunker
+from ingest.context import CONTEXT_HEADER_VERSION, HEADER_TOKENS
 from ingest.embed import BatchingConfig, EmbeddingCache, EmbeddingClient
+from ingest.embed.sparse import BM25SparseEncoder
 from ingest.extract import ExtractionLimits, detect
 from ingest.extract.ocr import OcrConfig
 from ingest.fetch import FetchPolicy
@@ -26,10 +28,11 @@ from lineage import IcebergLanding, OutboxRelay, RelayTarget, RelayWorker, SqlCh
 from lineage.iceberg import resolve_catalog_properties
 from lineage.relay import outbox_backlog
 from retrieval.index.base import collection_name
+from retrieval.retriever import RetrievalConfig
 from schemas import ids
 from schemas.documents import ExtractedDocument
 from schemas.errors import ConfigurationError
-from schemas.protocols import Chunker, Embedder, Generator, VectorIndex
+from schemas.protocols import Chunker, Embedder, Generator, Reranker, SparseEncoder, VectorIndex
 from services.db import make_engine, migrate
 from services.settings import Settings
 
@@ -89,6 +92,27 @@ def build_generator(settings: Settings) -> Generator:
         cfg.model, cfg.api_key.get_secret_value() if cfg.api_key else None, cfg.base_url, cfg.timeout_s,
         cfg.max_retries, cfg.temperature, cfg.max_tokens,
     )
+
+
+def build_reranker(settings: Settings) -> Reranker | None:
+    cfg = settings.retrieval
+    if cfg.reranker == "none":
+        return None
+    from retrieval.rerank.http import HttpReranker
+
+    if not cfg.reranker_url:
+        raise ConfigurationError("RAGLINE_RETRIEVAL__RERANKER_URL is required for the http reranker")
+    key = cfg.reranker_api_key.get_secret_value() if cfg.reranker_api_key else None
+    return HttpReranker(cfg.reranker_url, model=cfg.reranker_model, api=cfg.reranker_api, api_key=key,
+                        timeout_s=cfg.reranker_timeout_s)
+
+
+def retrieval_config(settings: Settings) -> RetrievalConfig:
+    cfg = settings.retrieval
+    return RetrievalConfig(mode=cfg.mode, rrf_k=cfg.rrf_k, rrf_weights=cfg.rrf_weights,
+                           prefetch_limit=cfg.prefetch_limit, collapse_duplicates=cfg.collapse_duplicates,
+                           duplicate_similarity=cfg.duplicate_similarity, rerank_top_n=cfg.rerank_top_n,
+                           group_size=cfg.group_size)
 
 
 def build_fetch_policy(settings: Settings, *, operator: bool) -> FetchPolicy:
@@ -166,8 +190,14 @@ class Components:
         return DocumentRegistry(self.engine)
 
     @cached_property
+    def sparse_encoder(self) -> SparseEncoder:
+        return BM25SparseEncoder(self.settings.retrieval.sparse)
+
+    @cached_property
     def chunkers(self) -> ChunkerSet:
-        budget = self.settings.chunking.max_tokens or default_chunk_budget(self.embedder)
+        # With contextual headers the default budget leaves room for the header in the model's window.
+        reserve = HEADER_TOKENS if self.settings.retrieval.context_headers else 0
+        budget = self.settings.chunking.max_tokens or default_chunk_budget(self.embedder) - reserve
         return ChunkerSet(self.settings, budget)
 
     @cached_property
@@ -178,6 +208,8 @@ class Components:
             "chunking": self.chunkers.fingerprint_config(),
             "embedding": self.embedder.model_version,
             "over_long": self.settings.embedding.batching.over_long.value,
+            "sparse": self.sparse_encoder.config(),
+            "context_headers": CONTEXT_HEADER_VERSION if self.settings.retrieval.context_headers else None,
         })
 
     @cached_property
@@ -216,6 +248,7 @@ class Components:
             registry=self.registry, collection=self.collection, pipeline_fingerprint=self.pipeline_fingerprint,
             archive=self.chunk_archive, on_change=self.lineage.record_document_change,
             source_store=self.source_store, also_to=self.coexisting_generations,
+            sparse=self.sparse_encoder, context_headers=self.settings.retrieval.context_headers,
         )
 
     @cached_property

@@ -24,7 +24,7 @@ PUBLIC_SURFACE = {
     ],
     "ingest.embed": [
         "BatchingConfig", "CostEstimate", "EmbeddingCache", "EmbeddingClient", "EmbeddingStats",
-        "OverLongInputError", "OverLongPolicy",
+        "OverLongInputError", "OverLongPolicy", "SparseConfig",
     ],
     "ingest.extract": ["ExtractionLimits", "detect_media_type", "extract_document", "supported_media_types"],
     "lineage": [
@@ -35,9 +35,10 @@ PUBLIC_SURFACE = {
         "build_document_event", "default_catalog_properties", "parse", "resolve_catalog_properties", "serialize",
         "validate_event",
     ],
-    "retrieval": ["RetrievalTimings", "Retriever"],
+    "retrieval": ["Retrieval", "RetrievalConfig", "RetrievalTimings", "Retriever"],
     "retrieval.generation": ["ExtractiveGenerator", "OpenAIChatGenerator"],
     "retrieval.index": ["HnswConfig", "QdrantEdgeIndex", "QdrantServerIndex", "collection_name"],
+    "retrieval.rerank": ["HttpReranker", "RerankError"],
 }
 
 

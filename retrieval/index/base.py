@@ -8,6 +8,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: The dense vector is the collection's default (unnamed) one, so generations built before
+#: sparse vectors keep working; the sparse vector is named.
+DENSE_VECTOR = ""
+SPARSE_VECTOR = "sparse"
+
 #: Payload fields with a keyword index in every collection (filters run inside Qdrant).
 KEYWORD_FIELDS = ("tenant", "document_id", "document_version", "source_uri", "access_tags", "media_type")
 

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 
-from retrieval.index.base import KEYWORD_FIELDS, VERSION_FIELDS, HnswConfig, tally_versions
+from retrieval.index.base import DENSE_VECTOR, KEYWORD_FIELDS, SPARSE_VECTOR, VERSION_FIELDS, HnswConfig, tally_versions
 from schemas.errors import VectorIndexError
-from schemas.retrieval import IndexedPoint, SearchFilter, SearchHit
+from schemas.retrieval import IndexedPoint, SearchFilter, SearchHit, SparseVector, VectorQuery
 
 _UPSERT_BATCH = 512
 
@@ -30,6 +30,7 @@ class QdrantEdgeIndex:
         self._root = root
         self._hnsw = hnsw or HnswConfig()
         self._shards: dict[str, Any] = {}
+        self._sparse: dict[str, bool] = {}
         self._lock = threading.Lock()
 
     def ensure_collection(self, name: str, dimensions: int) -> None:
@@ -64,14 +65,28 @@ class QdrantEdgeIndex:
         h = self._hnsw
         return qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=dimensions, distance=qe.Distance.Cosine),
+            sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
             hnsw_config=qe.HnswIndexConfig(m=h.m, ef_construct=h.ef_construct,
                                            full_scan_threshold=h.full_scan_threshold_kb),
         )
 
+    def has_sparse(self, collection: str) -> bool:
+        """From the shard's stored config: generations created before sparse vectors have none."""
+        known = self._sparse.get(collection)
+        if known is None:
+            self._shard(collection)
+            try:
+                stored = json.loads((self._root / collection / "edge_config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                stored = {}
+            known = self._sparse[collection] = SPARSE_VECTOR in (stored.get("sparse_vectors") or {})
+        return known
+
     def upsert(self, collection: str, points: Sequence[IndexedPoint]) -> None:
         shard = self._shard(collection)
+        sparse = self.has_sparse(collection)
         for i in range(0, len(points), _UPSERT_BATCH):
-            batch = [qe.Point(p.chunk_id, p.vector, p.payload) for p in points[i : i + _UPSERT_BATCH]]
+            batch = [qe.Point(p.chunk_id, _vectors(p, sparse), p.payload) for p in points[i : i + _UPSERT_BATCH]]
             self._call(shard.update, qe.UpdateOperation.upsert_points(batch))
 
     def upsert_arrays(self, collection: str, ids: Sequence[str], vectors: np.ndarray,
@@ -98,6 +113,33 @@ class QdrantEdgeIndex:
         )
         points = self._call(shard.query, request)
         return [SearchHit(chunk_id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in points]
+
+    def query(self, collection: str, query: VectorQuery, flt: SearchFilter) -> list[SearchHit]:
+        """Dense, sparse, or both fused with RRF in the engine. The tenant/ACL filter is set on
+        each prefetch too, so the candidates fused are the caller's own."""
+        shard = self._shard(collection)
+        where = _filter(flt)
+        params = qe.SearchParams(hnsw_ef=self._hnsw.ef_search)
+        dense = qe.Query.Nearest(list(map(float, query.dense))) if query.dense is not None else None
+        sparse = _sparse_query(query.sparse) if query.sparse is not None else None
+        prefetches = None
+        if query.mode == "hybrid":
+            if dense is None or sparse is None:
+                raise VectorIndexError("a hybrid query needs a dense and a sparse vector")
+            prefetches = [qe.Prefetch(limit=query.prefetch_limit, query=dense, filter=where, params=params),
+                          qe.Prefetch(limit=query.prefetch_limit, query=sparse, filter=where)]
+            scoring: Any = qe.Fusion.Rrf(k=query.rrf_k,
+                                         weights=list(query.rrf_weights) if query.rrf_weights else None)
+        else:
+            scoring = dense if query.mode == "dense" else sparse
+            if scoring is None:
+                raise VectorIndexError(f"a {query.mode} query needs a {query.mode} vector")
+        request = qe.QueryRequest(limit=query.limit, query=scoring, prefetches=prefetches, filter=where,
+                                  with_payload=True, with_vector=[DENSE_VECTOR] if query.with_vectors else None,
+                                  params=params if query.mode == "dense" else None)
+        points = self._call(shard.query, request)
+        return [SearchHit(chunk_id=str(p.id), score=float(p.score), payload=p.payload or {},
+                          vector=_dense_of(p.vector) if query.with_vectors else None) for p in points]
 
     def count(self, collection: str, tenant: str | None = None, document_id: str | None = None) -> int:
         must = [_match(k, v) for k, v in (("tenant", tenant), ("document_id", document_id)) if v]
@@ -197,6 +239,22 @@ class QdrantEdgeIndex:
             return fn(*args)
         except Exception as exc:  # noqa: BLE001 - translate once, at the adapter
             raise VectorIndexError(f"Qdrant Edge {getattr(fn, '__name__', 'call')} failed: {exc}") from exc
+
+
+def _vectors(point: IndexedPoint, sparse: bool) -> Any:
+    if not sparse or point.sparse is None:
+        return point.vector
+    return {DENSE_VECTOR: point.vector, SPARSE_VECTOR: qe.SparseVector(point.sparse.indices, point.sparse.values)}
+
+
+def _sparse_query(vector: SparseVector) -> Any:
+    return qe.Query.Nearest(qe.SparseVector(vector.indices, vector.values), using=SPARSE_VECTOR)
+
+
+def _dense_of(vector: Any) -> list[float] | None:
+    if isinstance(vector, dict):
+        vector = vector.get(DENSE_VECTOR)
+    return [float(x) for x in vector] if vector is not None else None
 
 
 def _match(key: str, value: str) -> Any:

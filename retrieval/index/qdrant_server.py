@@ -12,9 +12,9 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ApiException
 
-from retrieval.index.base import KEYWORD_FIELDS, VERSION_FIELDS, HnswConfig, tally_versions
+from retrieval.index.base import DENSE_VECTOR, KEYWORD_FIELDS, SPARSE_VECTOR, VERSION_FIELDS, HnswConfig, tally_versions
 from schemas.errors import VectorIndexError
-from schemas.retrieval import IndexedPoint, SearchFilter, SearchHit
+from schemas.retrieval import IndexedPoint, SearchFilter, SearchHit, SparseVector, VectorQuery
 
 _UPSERT_BATCH = 256
 
@@ -24,6 +24,7 @@ class QdrantServerIndex:
         self._client = client
         self._hnsw = hnsw or HnswConfig()
         self._known: set[str] = set()
+        self._sparse: dict[str, bool] = {}
 
     @classmethod
     def connect(cls, url: str | None = None, api_key: str | None = None, path: str | None = None,
@@ -39,6 +40,7 @@ class QdrantServerIndex:
                 self._client.create_collection(
                     name,
                     vectors_config=models.VectorParams(size=dimensions, distance=models.Distance.COSINE),
+                    sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
                     hnsw_config=models.HnswConfigDiff(m=self._hnsw.m, ef_construct=self._hnsw.ef_construct,
                                                       full_scan_threshold=self._hnsw.full_scan_threshold_kb),
                 )
@@ -48,9 +50,18 @@ class QdrantServerIndex:
             raise VectorIndexError(f"cannot create Qdrant collection {name}: {exc}") from exc
         self._known.add(name)
 
+    def has_sparse(self, collection: str) -> bool:
+        """From the collection's config: generations created before sparse vectors have none."""
+        known = self._sparse.get(collection)
+        if known is None:
+            info = self._call(self._client.get_collection, collection)
+            known = self._sparse[collection] = SPARSE_VECTOR in (info.config.params.sparse_vectors or {})
+        return known
+
     def upsert(self, collection: str, points: Sequence[IndexedPoint]) -> None:
+        sparse = self.has_sparse(collection)
         for i in range(0, len(points), _UPSERT_BATCH):
-            batch = [models.PointStruct(id=p.chunk_id, vector=p.vector, payload=p.payload)
+            batch = [models.PointStruct(id=p.chunk_id, vector=_vectors(p, sparse), payload=p.payload)
                      for p in points[i : i + _UPSERT_BATCH]]
             self._call(self._client.upsert, collection, batch, wait=True)
 
@@ -67,6 +78,36 @@ class QdrantServerIndex:
             search_params=models.SearchParams(hnsw_ef=self._hnsw.ef_search),
         )
         return [SearchHit(chunk_id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in response.points]
+
+    def query(self, collection: str, query: VectorQuery, flt: SearchFilter) -> list[SearchHit]:
+        """Dense, sparse, or both fused with RRF in the engine (Query API prefetch + fusion);
+        the tenant/ACL filter is set on each prefetch too."""
+        where = _filter(flt)
+        params = models.SearchParams(hnsw_ef=self._hnsw.ef_search)
+        dense = list(map(float, query.dense)) if query.dense is not None else None
+        sparse = _sparse(query.sparse) if query.sparse is not None else None
+        kwargs: dict[str, Any] = {}
+        if query.mode == "hybrid":
+            if dense is None or sparse is None:
+                raise VectorIndexError("a hybrid query needs a dense and a sparse vector")
+            kwargs["prefetch"] = [
+                models.Prefetch(query=dense, filter=where, limit=query.prefetch_limit, params=params),
+                models.Prefetch(query=sparse, using=SPARSE_VECTOR, filter=where, limit=query.prefetch_limit)]
+            kwargs["query"] = models.RrfQuery(rrf=models.Rrf(
+                k=query.rrf_k, weights=list(query.rrf_weights) if query.rrf_weights else None))
+        elif query.mode == "dense":
+            if dense is None:
+                raise VectorIndexError("a dense query needs a dense vector")
+            kwargs |= {"query": dense, "search_params": params}
+        else:
+            if sparse is None:
+                raise VectorIndexError("a sparse query needs a sparse vector")
+            kwargs |= {"query": sparse, "using": SPARSE_VECTOR}
+        response = self._call(self._client.query_points, collection, query_filter=where, limit=query.limit,
+                              with_payload=True, with_vectors=[DENSE_VECTOR] if query.with_vectors else False,
+                              **kwargs)
+        return [SearchHit(chunk_id=str(p.id), score=float(p.score), payload=p.payload or {},
+                          vector=_dense_of(p.vector) if query.with_vectors else None) for p in response.points]
 
     def count(self, collection: str, tenant: str | None = None, document_id: str | None = None) -> int:
         must: list[Any] = [_match(k, v) for k, v in (("tenant", tenant), ("document_id", document_id)) if v]
@@ -115,6 +156,22 @@ class QdrantServerIndex:
             return fn(*args, **kwargs)
         except (ApiException, ValueError, OSError) as exc:
             raise VectorIndexError(f"Qdrant {fn.__name__} failed: {exc}") from exc
+
+
+def _vectors(point: IndexedPoint, sparse: bool) -> Any:
+    if not sparse or point.sparse is None:
+        return point.vector
+    return {DENSE_VECTOR: point.vector, SPARSE_VECTOR: _sparse(point.sparse)}
+
+
+def _sparse(vector: SparseVector) -> models.SparseVector:
+    return models.SparseVector(indices=vector.indices, values=vector.values)
+
+
+def _dense_of(vector: Any) -> list[float] | None:
+    if isinstance(vector, dict):
+        vector = vector.get(DENSE_VECTOR)
+    return [float(x) for x in vector] if vector is not None else None
 
 
 def _match(key: str, value: str) -> models.FieldCondition:

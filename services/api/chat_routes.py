@@ -63,6 +63,8 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     k: int = Field(5, ge=1, description="ragline extension: chunks to retrieve")
     filters: Filters = Filters()
+    mode: Literal["dense", "sparse", "hybrid"] | None = Field(
+        None, description="ragline extension: retrieval mode (default: the server's, hybrid)")
 
 
 def condense(messages: list[ChatMessage]) -> tuple[str, str]:
@@ -86,7 +88,7 @@ def chat_completions(body: ChatCompletionRequest, caller: Annotated[Caller, Depe
         search_filter=body.filters.to_search_filter(caller), endpoint="/v1/chat/completions",
         request_id=request.state.request_id, idempotency_key=idempotency_key,
         traceparent=request.state.traceparent,
-        conversation=tuple((m.role, m.text()) for m in body.messages),
+        conversation=tuple((m.role, m.text()) for m in body.messages), mode=body.mode,
     )
     created = int(time.time())
     if body.stream:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -67,6 +67,11 @@ class RetrieveRequest(BaseModel):
     query: CleanStr = Field(min_length=1)
     k: int = Field(5, ge=1)
     filters: Filters = Filters()
+    mode: Literal["dense", "sparse", "hybrid"] | None = Field(
+        None, description="dense embedding, lexical BM25 (sparse), or both fused (hybrid); default: the "
+                          "server's RAGLINE_RETRIEVAL__MODE (hybrid)")
+    group_by: Literal["document"] | None = Field(
+        None, description="document: k documents, each with its best chunks (RAGLINE_RETRIEVAL__GROUP_SIZE)")
 
 
 class QueryRequest(RetrieveRequest):

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
+from ingest.embed.sparse import BM25SparseEncoder
 from retrieval.index import HnswConfig, QdrantEdgeIndex, QdrantServerIndex
 from schemas import ids
 from schemas.errors import VectorIndexError
 from schemas.protocols import VectorIndex
-from schemas.retrieval import IndexedPoint, SearchFilter
+from schemas.retrieval import IndexedPoint, RetrievalMode, SearchFilter, VectorQuery
 
 DIM = 8
 COLLECTION = "behaviour"
@@ -254,3 +255,68 @@ def test_alias_moves_between_generations(index: VectorIndex) -> None:
     assert index.resolve_alias("serving") == COLLECTION
     index.set_alias("serving", "gen-b")
     assert index.resolve_alias("serving") == "gen-b"
+
+
+# --- sparse vectors (IDF in the engine) and hybrid search (RRF in the engine) -------------------
+
+ENCODER = BM25SparseEncoder()
+
+
+def lexical(doc: str, n: int, vector: list[float], text: str, **kw: object) -> IndexedPoint:
+    p = point(doc, n, vector, text=text, **kw)  # type: ignore[arg-type]
+    return p.model_copy(update={"sparse": ENCODER.encode_documents([text])[0]})
+
+
+def run(index: VectorIndex, mode: RetrievalMode, text: str, dense: list[float], k: int = 3,
+        tenant: str = "t", **kw: object) -> list[str]:
+    q = VectorQuery(mode=mode, limit=k, dense=dense, sparse=ENCODER.encode_query(text), **kw)  # type: ignore[arg-type]
+    return [h.document_id for h in index.query(COLLECTION, q, SearchFilter(tenant=tenant))]
+
+
+def test_new_collections_hold_sparse_vectors(index: VectorIndex) -> None:
+    assert index.has_sparse(COLLECTION) is True
+
+
+def test_sparse_search_ranks_by_bm25_with_the_engines_idf(index: VectorIndex) -> None:
+    index.upsert(COLLECTION, [
+        lexical("common", 0, axis(0), "the protein binds the receptor in cells"),
+        lexical("rare", 0, axis(1), "the zebraquux protein binds"),
+        lexical("other", 0, axis(2), "protein receptor cells protein"),
+    ])
+    # "zebraquux" is in one chunk, "protein" in all three: IDF makes the rare term decide.
+    assert run(index, "sparse", "zebraquux protein", axis(5))[0] == "rare"
+    assert run(index, "sparse", "nothing matches this", axis(5)) == []
+
+
+def test_hybrid_fuses_dense_and_sparse_in_the_engine(index: VectorIndex) -> None:
+    index.upsert(COLLECTION, [
+        lexical("dense-best", 0, axis(0), "alpha beta gamma"),
+        lexical("sparse-best", 0, axis(3), "zebraquux appears only here"),
+        lexical("both-ok", 0, axis(0, 0.4), "zebraquux alpha"),
+    ])
+    dense = run(index, "dense", "zebraquux", axis(0))
+    sparse = run(index, "sparse", "zebraquux", axis(0))
+    hybrid = run(index, "hybrid", "zebraquux", axis(0))
+    assert dense[0] == "dense-best" and "dense-best" not in sparse
+    # the chunk ranked well by both lists wins the fusion; each list's own best follows
+    assert hybrid[0] == "both-ok" and set(hybrid) == {"dense-best", "sparse-best", "both-ok"}
+
+
+def test_hybrid_never_crosses_tenants(index: VectorIndex) -> None:
+    index.upsert(COLLECTION, [lexical("a-doc", 0, axis(0), "zebraquux", tenant="a"),
+                              lexical("b-doc", 0, axis(1), "zebraquux", tenant="b")])
+    for mode in ("sparse", "hybrid"):
+        assert run(index, mode, "zebraquux", axis(0), k=10, tenant="b") == ["b-doc"]  # type: ignore[arg-type]
+
+
+def test_hybrid_returns_dense_vectors_when_asked(index: VectorIndex) -> None:
+    index.upsert(COLLECTION, [lexical("d", 0, axis(2), "zebraquux")])
+    q = VectorQuery(mode="hybrid", limit=1, dense=axis(2), sparse=ENCODER.encode_query("zebraquux"), with_vectors=True)
+    (hit,) = index.query(COLLECTION, q, SearchFilter(tenant="t"))
+    assert hit.vector is not None and np.allclose(hit.vector, axis(2), atol=1e-5)
+
+
+def test_points_without_a_sparse_vector_are_found_densely(index: VectorIndex) -> None:
+    index.upsert(COLLECTION, [point("plain", 0, axis(0))])
+    assert run(index, "dense", "anything", axis(0)) == ["plain"]
+    assert run(index, "hybrid", "anything", axis(0)) == ["plain"]

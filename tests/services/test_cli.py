@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "deploy" / "samples"
 RAGLINE = Path(sys.executable).parent / "ragline"
 INGEST_KEYS = {"documents", "chunks", "embedded_texts", "embedding_requests", "errors"}
-HIT_KEYS = {"chunk_id", "document_id", "source_uri", "score", "text", "page_start", "page_end"}
+HIT_KEYS = {"chunk_id", "document_id", "source_uri", "score", "rank_score", "text", "page_start", "page_end"}
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def test_search_prints_a_json_list_of_hits(first_ingest: Result, home: Path) -> 
     assert isinstance(hits, list) and len(hits) == 2
     assert all(set(h) == HIT_KEYS for h in hits)
     assert Path(hits[0]["source_uri"]).name == "incident-runbook.pdf"
-    assert hits[0]["page_start"] >= 1 and hits[0]["score"] >= hits[1]["score"]
+    assert hits[0]["page_start"] >= 1 and hits[0]["rank_score"] >= hits[1]["rank_score"]  # fused order (hybrid)
     assert "acknowledge" in hits[0]["text"].lower()
 
 

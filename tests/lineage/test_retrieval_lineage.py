@@ -1,0 +1,63 @@
+"""Each answer's lineage says how its chunks were retrieved: the optional ``retrieval`` object
+of the answer event (mode, fusion, reranker), valid against the JSON Schema, and the
+``retrieval_mode`` / ``reranker`` columns of the Iceberg table, added to older tables by
+schema evolution. Events from before hybrid search stay valid and land with nulls."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from lineage_records import make_answer
+from pyiceberg.catalog import load_catalog
+from pyiceberg.schema import Schema
+
+from lineage import IcebergLanding, OutboxEvent, build_answer_event, default_catalog_properties, serialize
+from lineage.errors import InvalidEventError
+from lineage.events import validate_event
+from lineage.iceberg import ANSWER_SCHEMA, ANSWER_TABLE
+
+HYBRID = {"mode": "hybrid", "candidates": 15, "reranker": "none", "collapse_duplicates": True, "group_by": None,
+          "sparse": "bm25-v1", "fusion": {"method": "rrf", "k": 60, "prefetch_limit": 100, "weights": None}}
+
+
+def outbox_event(seq: int, retrieval: dict[str, object] | None) -> OutboxEvent:
+    event = build_answer_event(make_answer(retrieval=retrieval), deployment="test", keep_query_text=True)
+    return OutboxEvent(seq, event.get_id(), event.get_type(), "acme", datetime.now(UTC), serialize(event))
+
+
+def test_the_answer_event_carries_the_retrieval_parameters() -> None:
+    event = build_answer_event(make_answer(retrieval=HYBRID), deployment="test", keep_query_text=True)
+    validate_event(event)
+    assert event.get_data()["retrieval"]["fusion"] == {"method": "rrf", "k": 60, "prefetch_limit": 100,
+                                                      "weights": None}
+    legacy = build_answer_event(make_answer(), deployment="test", keep_query_text=True)
+    validate_event(legacy)  # optional: answers recorded before hybrid search stay valid
+    assert "retrieval" not in legacy.get_data()
+
+
+def test_an_unknown_mode_is_refused_by_the_schema() -> None:
+    event = build_answer_event(make_answer(retrieval=HYBRID | {"mode": "fuzzy"}), deployment="test",
+                               keep_query_text=True)
+    with pytest.raises(InvalidEventError, match="retrieval"):
+        validate_event(event)
+
+
+def test_an_older_iceberg_table_gains_the_columns_and_lands_both_kinds(tmp_path: Path) -> None:
+    properties = default_catalog_properties(tmp_path / "lake")
+    catalog = load_catalog("old", **properties)
+    catalog.create_namespace("lineage")
+    older = Schema(*[f for f in ANSWER_SCHEMA.fields if f.name not in ("retrieval_mode", "reranker")],
+                   identifier_field_ids=[1])
+    catalog.create_table("lineage.answer_events", schema=older)
+
+    lake = IcebergLanding("old", properties).open()  # evolves the table created by an older ragline
+    names = lake.table(ANSWER_TABLE).schema().column_names
+    assert "retrieval_mode" in names and "reranker" in names
+    reranked = HYBRID | {"reranker": "http-rerank:cohere:rerank-v3"}
+    assert lake.deliver("b1", [outbox_event(1, HYBRID), outbox_event(2, None), outbox_event(3, reranked)]) == 3
+
+    rows = lake.table(ANSWER_TABLE).scan().to_arrow().sort_by("outbox_seq").to_pylist()
+    assert [(r["retrieval_mode"], r["reranker"]) for r in rows] == [
+        ("hybrid", "none"), (None, None), ("hybrid", "http-rerank:cohere:rerank-v3")]
