@@ -278,7 +278,9 @@ def ensure_topics(config: KafkaConfig, *topics: str) -> None:
 
 class KafkaPublisher:
     """The relay's Kafka target: a batch counts as delivered only once the broker
-    acknowledged every record of it (``acks=all``, idempotent producer). A failure raises
+    acknowledged every record of it (``acks=all``, idempotent producer). A row that cannot
+    be a record (larger than ``max_inline_bytes``, no JSON data) goes to the DLQ topic as
+    its id and error (its payload stays in the outbox), so it never blocks the relay. A failure raises
     :class:`KafkaUnavailableError`; the relay keeps the batch and sends it again later, so
     a record may reach Kafka twice (the lander dedups by event id). The producer is built
     on first use and rebuilt after a failure (a fresh idempotent session)."""
@@ -311,10 +313,18 @@ class KafkaPublisher:
         producer, config = self._producer, self._config
         futures = []
         for event in events:
-            record = to_record(event, config)
-            if len(record.value) > config.max_inline_bytes:
-                raise InvalidEventError(f"event {event.event_id}: {len(record.value)} bytes exceed "
-                                        f"RAGLINE_KAFKA__MAX_INLINE_BYTES={config.max_inline_bytes}")
+            try:
+                record = to_record(event, config)
+                if len(record.value) > config.max_inline_bytes:
+                    raise InvalidEventError(f"event {event.event_id}: {len(record.value)} bytes exceed "
+                                            f"RAGLINE_KAFKA__MAX_INLINE_BYTES={config.max_inline_bytes}")
+            except InvalidEventError as exc:  # never a stuck relay: the row's id and error go to the DLQ
+                log.error("relay: outbox row %d dead-lettered: %s", event.seq, exc)
+                record = KafkaRecord(config.dlq_topic, event.event_id.encode(), b"",
+                                     [(ERROR_HEADER, str(exc).encode()[:4000]), (SEQ_HEADER, str(event.seq).encode()),
+                                      ("ce_id", event.event_id.encode()), ("ce_type", event.event_type.encode())])
+                futures.append(producer.send(record.topic, key=record.key, value=record.value, headers=record.headers))
+                continue
             partition = partition_for(record.key, self._partitions[record.topic])
             futures.append(producer.send(record.topic, key=record.key, value=record.value,
                                          headers=record.headers, partition=partition))

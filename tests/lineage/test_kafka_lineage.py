@@ -176,6 +176,18 @@ def test_bad_records_go_to_the_dlq_and_the_stream_goes_on(
     assert (again.consumed, again.dead_lettered) == (0, 0)  # nothing read twice
 
 
+def test_an_outbox_row_too_large_for_a_record_goes_to_the_dlq_and_never_blocks_the_relay(
+        kafka_bootstrap: str, sqlite_store: SqlLineageStore, sqlite_engine: Engine) -> None:
+    config = quick_config(kafka_bootstrap, max_inline_bytes=2048)  # an answer's data is ~2.6 KB
+    sqlite_store.record_answer(big := make_answer())
+    sqlite_store.record_document_change(change("deleted"))  # small: goes through
+    report = OutboxRelay(sqlite_engine, KafkaPublisher(config)).drain()
+    assert report.delivered == 2 and outbox_backlog(sqlite_engine)[0] == 0
+    [dead] = read_topic(config, config.dlq_topic, 1)
+    assert dead.key == big.answer_id.encode() and b"MAX_INLINE_BYTES" in dict(dead.headers)[ERROR_HEADER]
+    assert len(read_topic(config, config.documents_topic, 1)) == 1
+
+
 def test_a_relay_resending_unacknowledged_rows_lands_each_event_once(
         kafka_bootstrap: str, sqlite_store: SqlLineageStore, sqlite_engine: Engine, lake: IcebergLanding) -> None:
     """A relay that died before the broker's acknowledgement sends the batch again: the same
