@@ -45,11 +45,13 @@ def ingest(
     passwords: Annotated[Path | None, typer.Option("--passwords", help="JSON file: name -> PDF password")] = None,
     follow_symlinks: Annotated[bool, typer.Option(
         "--follow-symlinks", help="follow symlinks inside folders (only to targets inside the folder)")] = False,
+    prune: Annotated[bool, typer.Option(
+        "--prune", help="then remove the documents of these folders whose source is gone")] = False,
 ) -> None:
     """Index documents: extract, chunk, embed and upsert; unchanged ones cost nothing."""
     application = _application()
     request = IngestTargets(targets, tenant or application.settings.default_tenant, tuple(tag or ()), passwords,
-                            follow_symlinks)
+                            follow_symlinks, prune)
     try:
         with output.progress("ingesting", enabled=not as_json) as bar:
             run = application.ingestion.ingest(request, estimate=estimate,
@@ -57,7 +59,8 @@ def ingest(
     finally:
         application.close()
     summary, stats, generation = run.summary, run.stats, run.generation
-    _render_ingest(summary, stats, as_json)
+    _render_ingest(summary, stats, as_json, [{"document_id": r.document_id, "source_uri": r.source_uri}
+                                             for r in run.pruned] if prune else None)
     if generation and not as_json:
         output.stderr.print(generation, highlight=False)
     if summary.stopped:
@@ -66,7 +69,8 @@ def ingest(
     raise typer.Exit(EXIT_PARTIAL if summary.documents["failed"] else 0)
 
 
-def _render_ingest(summary: IngestSummary, stats: Any, as_json: bool) -> None:
+def _render_ingest(summary: IngestSummary, stats: Any, as_json: bool,
+                   pruned: list[dict[str, str]] | None = None) -> None:
     data: dict[str, Any] = {
         "documents": summary.documents, "chunks": summary.chunks, "embedded_texts": stats.embedded_texts,
         "embedding_requests": stats.requests, "errors": summary.errors,
@@ -77,6 +81,8 @@ def _render_ingest(summary: IngestSummary, stats: Any, as_json: bool) -> None:
         data["estimate"] = summary.estimate
     if summary.stopped:
         data["stopped"] = summary.stopped
+    if pruned is not None:
+        data["pruned"] = pruned
     if as_json:
         output.emit_json(data)
         return
@@ -95,6 +101,8 @@ def _render_ingest(summary: IngestSummary, stats: Any, as_json: bool) -> None:
                             f"${est['cost_usd']:.4f}")
     for warning in summary.warnings:
         output.stderr.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if pruned:
+        output.stdout.print(f"pruned {len(pruned)} document(s) whose source is gone")
 
 
 @app.command()

@@ -7,8 +7,9 @@ a caller may see or delete) live here or below, never in an adapter.
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -36,6 +37,7 @@ class IngestRun:
     summary: IngestSummary
     stats: EmbeddingStats
     generation: str | None  # what happened to the serving alias (None for an estimate)
+    pruned: tuple[DocumentRecord, ...] = ()  # removed because their source under a pruned folder is gone
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class IngestTargets:
     access_tags: tuple[str, ...] = ()
     passwords_file: Path | None = None
     follow_symlinks: bool = False
+    #: Also remove the documents of these folders whose source is gone (``--prune``).
+    prune: bool = False
 
 
 def outcome_view(outcome: DocumentOutcome) -> dict[str, Any]:
@@ -54,44 +58,138 @@ def outcome_view(outcome: DocumentOutcome) -> dict[str, Any]:
             "chunks": outcome.chunks, "warnings": list(outcome.warnings), "error": outcome.error}
 
 
-class Ingestion:
-    def __init__(self, *, pipeline: Callable[[], IngestPipeline], registry: DocumentRegistry,
-                 generations: Generations, source_store: SourceStore, max_bytes: int,
-                 operator_fetch: FetchPolicy, service_fetch: FetchPolicy,
-                 default_passwords_file: Path | None, jobs: Callable[[], JobRunner], sync_max_bytes: int) -> None:
-        self._new_pipeline = pipeline
+class LocalSources:
+    """The operator's files: the hardened walk of ``ingest/sources.py``, and what the
+    registry holds of a folder (for ``--prune``). It needs no index, so ``ragline produce``
+    uses it beside a server that owns the embedded one.
+
+    Pruning goes by the ``source_root`` the registry keeps: only documents read from disk
+    (by ``ragline ingest`` or ``ragline produce``) whose ``source_uri`` (a resolved
+    absolute path) lies under the folder, compared by whole path components, can be
+    pruned; an upload or a client-given identity that looks like a path never is. A
+    document is gone when the walk did not meet it and nothing exists at its path (a
+    file the walk refused, or one in a folder it could not read, stays)."""
+
+    def __init__(self, *, registry: DocumentRegistry, max_bytes: int, operator_fetch: FetchPolicy,
+                 default_passwords_file: Path | None) -> None:
         self._registry = registry
-        self._generations = generations
-        self._sources = source_store
         self._max_bytes = max_bytes
         self._operator_fetch = operator_fetch
-        self._service_fetch = service_fetch
         self._passwords_file = default_passwords_file
-        self._jobs = jobs
-        self._sync_max_bytes = sync_max_bytes
-        self._shared: IngestPipeline | None = None
-        # The embedded index has one writer; embedding already uses every core.
-        self._lock = threading.Lock()
-        generations.ensure()
 
-    # -- batch runs (CLI) ---------------------------------------------------------------
-
-    def source_options(self, request: IngestTargets) -> SourceOptions:
+    def options(self, request: IngestTargets) -> SourceOptions:
         return SourceOptions(
             tenant=request.tenant, access_tags=request.access_tags,
             passwords=load_passwords(request.passwords_file or self._passwords_file),
             max_bytes=self._max_bytes, fetch=self._operator_fetch, follow_symlinks=request.follow_symlinks)
 
+    def walk(self, request: IngestTargets) -> Iterator[SourceDocument | SourceFailure]:
+        """Every source of the targets (files and folders read, URLs fetched), as ``ragline ingest`` reads them."""
+        return iter_sources(request.targets, self.options(request))
+
+    @staticmethod
+    def folder(target: str, option: str = "--prune") -> str:
+        """The resolved folder ``target`` names; a missing or unreadable one prunes nothing."""
+        root = os.path.realpath(target)
+        if not os.path.isdir(root):
+            raise InvalidInput(option, f"{target}: not a folder; nothing was pruned")
+        return root
+
+    def prune_roots(self, targets: list[str]) -> list[str]:
+        """The folders among ``targets`` (``ragline ingest ROOT --prune``)."""
+        folders = [t for t in targets if not t.startswith(("http://", "https://")) and os.path.isdir(t)]
+        if not folders:
+            raise InvalidInput("--prune", "needs a folder among the targets; nothing was pruned")
+        return list(dict.fromkeys(self.folder(t) for t in folders))
+
+    def registered_under(self, tenant: str, root: str) -> list[DocumentRecord]:
+        """The tenant's documents read from disk whose source lies under ``root``."""
+        return list(self._registry.under_root(tenant, root))
+
+    def gone(self, tenant: str, root: str, seen: set[str] | frozenset[str] = frozenset()) -> list[DocumentRecord]:
+        """Documents of ``root`` whose source is gone: not met by the walk (``seen``) and
+        nothing at the path any more."""
+        return [r for r in self._registry.under_root(tenant, root)
+                if r.source_uri not in seen and _vanished(r.source_uri)]
+
+
+def _vanished(path: str) -> bool:
+    """Nothing at ``path``; a path that cannot be checked (permissions) is not gone."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _noting(sources: Iterable[SourceDocument | SourceFailure],
+            seen: set[str]) -> Iterator[SourceDocument | SourceFailure]:
+    for source in sources:
+        seen.add(source.source_uri)
+        yield source
+
+
+class Ingestion:
+    def __init__(self, *, pipeline: Callable[[], IngestPipeline], registry: DocumentRegistry,
+                 generations: Generations, source_store: SourceStore, max_bytes: int,
+                 operator_fetch: FetchPolicy, service_fetch: FetchPolicy,
+                 default_passwords_file: Path | None, jobs: Callable[[], JobRunner], sync_max_bytes: int,
+                 local: LocalSources | None = None) -> None:
+        self._new_pipeline = pipeline
+        self._registry = registry
+        self._generations = generations
+        self._sources = source_store
+        self._max_bytes = max_bytes
+        self._service_fetch = service_fetch
+        self._jobs = jobs
+        self._sync_max_bytes = sync_max_bytes
+        self.local = local or LocalSources(registry=registry, max_bytes=max_bytes, operator_fetch=operator_fetch,
+                                           default_passwords_file=default_passwords_file)
+        self._shared: IngestPipeline | None = None
+        self._unoptimized = 0  # points embedded in this process since the last HNSW build was due
+        # The embedded index has one writer; embedding already uses every core.
+        self._lock = threading.Lock()
+        generations.ensure()
+
+    # -- batch runs (CLI, worker) -------------------------------------------------------
+
+    def source_options(self, request: IngestTargets) -> SourceOptions:
+        return self.local.options(request)
+
     def ingest(self, request: IngestTargets, *, estimate: bool = False,
                on_document: OnDocument | None = None) -> IngestRun:
         """Walk, extract, chunk, embed and index the targets; then build HNSW when due and
-        move the alias if the configured generation is complete."""
+        move the alias if the configured generation is complete. With ``request.prune``,
+        then remove the documents of the folder targets whose source is gone, through the
+        same delete as the API (after indexing: a renamed file is never missing)."""
+        roots = self.local.prune_roots(request.targets) if request.prune and not estimate else []
+        seen: set[str] = set()
+        run = self.ingest_sources(_noting(self.local.walk(request), seen), estimate=estimate, on_document=on_document)
+        if not roots or run.summary.stopped:
+            return run
+        pruned = [r for root in roots for r in self.local.gone(request.tenant, root, seen)
+                  if self.delete(r.tenant, r.document_id)]
+        return replace(run, pruned=tuple(pruned))
+
+    def ingest_sources(self, sources: Iterable[SourceDocument | SourceFailure], *, estimate: bool = False,
+                       on_document: OnDocument | None = None) -> IngestRun:
+        """The run behind ``ragline ingest`` and each batch of ``ragline worker``: the
+        sources through the pipeline, in order, then HNSW when due and the alias."""
         pipeline = self._new_pipeline()
-        sources = iter_sources(request.targets, self.source_options(request))
         with self._lock:
             summary = pipeline.ingest(sources, estimate_only=estimate, on_document=on_document)
-            generation = None if estimate else self._generations.after_ingest(pipeline.embedder.stats.embedded_texts)
+            generation = None if estimate else self._after_ingest(pipeline.embedder.stats.embedded_texts)
         return IngestRun(summary, pipeline.embedder.stats, generation)
+
+    def _after_ingest(self, embedded: int) -> str:
+        """Points embedded since the last build count across runs, so a worker's small
+        batches add up to an HNSW build as one large ``ragline ingest`` would."""
+        pending = self._unoptimized + embedded
+        generation = self._generations.after_ingest(pending)
+        self._unoptimized = 0 if pending >= self._generations.optimize_after_points else pending
+        return generation
 
     def reindex(self, on_document: OnDocument | None = None) -> IngestRun:
         """Build the configured generation for every document indexed only in an older one,
@@ -226,4 +324,4 @@ class Ingestion:
                                                         "ingest it again")
             data = kept
         return SourceDocument(record.source_uri, data, record.tenant, record.document_id, tuple(record.access_tags),
-                              metadata=record.metadata)
+                              metadata=record.metadata, source_root=record.source_root)
