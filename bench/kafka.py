@@ -14,7 +14,10 @@ temporary directory, deleted after). Client tuning: ``--linger-ms``, ``--batch-b
    deployment with the relay in the API process and one lander); events/s from the
    relay's start to the lander's last commit (lander batches of ``--lander-batch`` or
    1 s, so the tail is not held for the 5 s default); the relay's publish rate alone.
-4. The lander alone: a second lander (new group, new table) over the now-full topics.
+4. The lander alone: a second lander (new group, new table) over the now-full topics;
+   then kafka-python's own floors with the same records and settings (produce with
+   acknowledged flush, consume without processing) and the lander's decode + JSON
+   Schema validation per event: where the pipeline's cap comes from.
 5. Lag: answers recorded at ``--rate``/s for ``--lag-seconds`` by a writer process, the
    relay thread and a lander at their default settings (relay: 10,000 rows or 5 s;
    lander: 5,000 records or 5 s); lag = Iceberg commit time - outbox ``created_at``.
@@ -49,10 +52,25 @@ sys.path.insert(0, str(ROOT / "tests" / "lineage"))
 
 from sqlalchemy import Engine, select  # noqa: E402
 
-from lineage import IcebergLanding, OutboxRelay, RelayWorker, SqlLineageStore, default_catalog_properties  # noqa: E402
+from lineage import (  # noqa: E402
+    IcebergLanding,
+    OutboxEvent,
+    OutboxRelay,
+    RelayWorker,
+    SqlLineageStore,
+    default_catalog_properties,
+)
 from lineage.events import build_answer_event, serialize  # noqa: E402
 from lineage.iceberg import ANSWER_TABLE  # noqa: E402
-from lineage.kafka import KafkaConfig, KafkaPublisher  # noqa: E402
+from lineage.kafka import (  # noqa: E402
+    HEADROOM,
+    KafkaConfig,
+    KafkaPublisher,
+    ensure_topics,
+    from_record,
+    partition_for,
+    to_record,
+)
 from lineage.lander import OFFSETS_PROPERTY, KafkaLander  # noqa: E402
 from lineage.tables import outbox, outbox_pending  # noqa: E402
 from services.db import make_engine, migrate  # noqa: E402
@@ -196,6 +214,44 @@ def lag(args: argparse.Namespace, config: KafkaConfig, workdir: Path) -> tuple[i
     return len(lags), statistics.median(lags), lags[int(0.99 * (len(lags) - 1))], lags[-1]
 
 
+def client_floors(args: argparse.Namespace, config: KafkaConfig) -> dict[str, float]:
+    """kafka-python alone, same records and settings: produce (send + acknowledged flush) and
+    consume (poll, no processing) rates; and the lander's per-event decode + JSON Schema cost."""
+    from kafka import KafkaConsumer, KafkaProducer
+    from lineage_records import make_answer
+
+    event = build_answer_event(make_answer(answer_id=PLACEHOLDER), deployment="bench", keep_query_text=True)
+    row = OutboxEvent(1, PLACEHOLDER, event.get_type(), "acme", event.get_time(), serialize(event))
+    record = to_record(row, config)
+    topic = config.answers_topic + ".floor"
+    ensure_topics(config, topic)
+    producer = KafkaProducer(**config.producer_options())
+    started = time.perf_counter()
+    for i in range(args.events):
+        producer.send(topic, key=record.key, value=record.value, headers=record.headers,
+                      partition=partition_for(str(i).encode(), config.partitions))
+    producer.flush()
+    produce = args.events / (time.perf_counter() - started)
+    producer.close()
+    limit = config.max_inline_bytes + HEADROOM
+    consumer = KafkaConsumer(topic, **config.client_options(), group_id=None, auto_offset_reset="earliest",
+                             enable_auto_commit=False, max_poll_records=config.max_poll_records,
+                             fetch_max_bytes=max(config.fetch_max_bytes, limit),
+                             max_partition_fetch_bytes=max(8 << 20, limit), metrics_enabled=False)
+    got, started = 0, 0.0
+    while got < args.events:
+        for records in consumer.poll(timeout_ms=1000).values():
+            started = started or time.perf_counter()
+            got += len(records)
+    consume = args.events / (time.perf_counter() - started)
+    consumer.close()
+    n = 5000
+    started = time.perf_counter()
+    for _ in range(n):
+        from_record(record.headers, record.value)
+    return {"produce": produce, "consume": consume, "decode_us": (time.perf_counter() - started) / n * 1e6}
+
+
 def direct(args: argparse.Namespace, workdir: Path) -> float:
     engine = new_outbox(workdir, "direct")
     fill_outbox(engine, args.events)
@@ -255,6 +311,10 @@ def main() -> None:
                   f"relay publish alone {kafka['relay']:,.0f} events/s ({kafka['relay_s']:.1f} s)")
             alone = lander_alone(args, config, workdir)
             print(f"lander  Kafka backlog -> Iceberg (one process): {alone:,.0f} events/s")
+            floors = client_floors(args, config)
+            print(f"floors  kafka-python alone, same records and settings: produce {floors['produce']:,.0f}/s, "
+                  f"consume {floors['consume']:,.0f}/s (no processing); the lander's decode + JSON Schema "
+                  f"{floors['decode_us']:.0f} us/event")
             print(f"ratio   kafka end to end / direct: {kafka['end_to_end'] / direct_rate:.2f}")
             verdicts = [("events/s through Kafka", kafka["end_to_end"], GOAL_RATE, False)]
             if args.lag_seconds > 0:
