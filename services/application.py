@@ -10,6 +10,7 @@ a command builds only what it calls (``ragline lineage stats`` never loads the m
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from ingest.embed import EmbeddingCache
 from lineage import LineageQueries
@@ -19,11 +20,14 @@ from services.answering import AnswerPolicy, AnswerService
 from services.audit import Audit
 from services.db import scrub
 from services.generations import Generations
-from services.ingestion import Ingestion
+from services.ingestion import Ingestion, LocalSources
 from services.jobs import JobRunner
 from services.maintenance import Maintenance
 from services.settings import Settings
 from services.wiring import Components, build_fetch_policy, build_generator, build_reranker, retrieval_config
+
+if TYPE_CHECKING:
+    from services.streaming import Streaming
 
 
 class Application:
@@ -49,7 +53,24 @@ class Application:
             operator_fetch=build_fetch_policy(self.settings, operator=True),
             service_fetch=build_fetch_policy(self.settings, operator=False),
             default_passwords_file=self.settings.extraction.passwords_file,
-            jobs=lambda: self.jobs, sync_max_bytes=self.settings.api.sync_ingest_max_bytes)
+            jobs=lambda: self.jobs, sync_max_bytes=self.settings.api.sync_ingest_max_bytes, local=self.local_sources)
+
+    @cached_property
+    def local_sources(self) -> LocalSources:
+        """The operator's files and what the registry holds of them; opens no index."""
+        return LocalSources(registry=self._components.registry, max_bytes=self.settings.extraction.max_bytes,
+                            operator_fetch=build_fetch_policy(self.settings, operator=True),
+                            default_passwords_file=self.settings.extraction.passwords_file)
+
+    @cached_property
+    def streaming(self) -> Streaming:
+        """``ragline worker`` / ``serve --worker`` and ``ragline produce`` (Kafka; imported on use)."""
+        from services.streaming import Streaming
+
+        c = self._components
+        return Streaming(ingestion=lambda: self.ingestion, local=self.local_sources, request_log=c.request_log,
+                         request_sink=c.request_producer, deployment=self.settings.deployment,
+                         in_flight=self.settings.kafka.worker_in_flight, max_bytes=self.settings.extraction.max_bytes)
 
     @cached_property
     def answering(self) -> AnswerService:

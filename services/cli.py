@@ -18,6 +18,7 @@ from services.application import Application, build_application
 from services.ingestion import IngestTargets
 from services.lineage_cli import documents_app, lander_cmd, lineage_app, relay_app
 from services.settings import Settings
+from services.worker import hosted_worker, produce_cmd, worker_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="ragline: RAG ingestion with answer lineage.")
@@ -25,6 +26,8 @@ app.add_typer(lineage_app, name="lineage")
 app.add_typer(relay_app, name="relay")
 app.add_typer(documents_app, name="documents")
 app.command("lander")(lander_cmd)
+app.command("worker")(worker_cmd)
+app.command("produce")(produce_cmd)
 
 EXIT_PARTIAL = 3
 JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
@@ -215,6 +218,8 @@ def optimize() -> None:
 def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    worker: Annotated[bool, typer.Option(
+        "--worker", help="also run the Kafka ingestion worker in this process (the embedded index has one)")] = False,
 ) -> None:
     """Serve the HTTP API (uvicorn). Without API keys it binds only to loopback."""
     import ipaddress
@@ -229,8 +234,12 @@ def serve(
         raise typer.BadParameter(
             f"refusing to serve {host} without API keys: configure RAGLINE_API__KEYS or bind 127.0.0.1",
             param_hint="--host")
-    application = create_app(build_application(settings))
-    output.stderr.print(f"ragline serving on http://{host}:{port} (docs: /docs)")
+    built = build_application(settings)
+    application = create_app(built)
+    if worker:  # started in the lifespan; stopped (batch committed) before the stores close
+        application.state.background.append(hosted_worker(built, application.state.runtime.metrics.prometheus))
+    output.stderr.print(f"ragline serving on http://{host}:{port} (docs: /docs)"
+                        + (" with the ingestion worker" if worker else ""))
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
 

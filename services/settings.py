@@ -204,6 +204,17 @@ class KafkaSettings(_Group):
     session_timeout_ms: int = Field(10_000, ge=1000)
     max_poll_records: int = Field(5000, ge=1)
     fetch_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    ingest_topic: str = Field("ragline.ingest.requests", description="document upsert/delete requests "
+                                                                      "(`ragline produce` -> `ragline worker`)")
+    ingest_dlq_topic: str = Field("ragline.ingest.dlq", description="requests the worker could not index, with "
+                                                                    "the error and the original record")
+    worker_group: str = "ragline-worker"
+    worker_batch_size: int = Field(32, ge=1, description="requests per poll; offsets are committed once the whole "
+                                                         "batch is indexed (or dead-lettered)")
+    worker_in_flight: int = Field(4, ge=1, description="documents decoded and fetched ahead of the one indexed")
+    worker_max_poll_interval_ms: int = Field(
+        600_000, ge=10_000, description="a batch taking longer than this loses its partitions to another worker "
+                                        "(which indexes it again: idempotent)")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None

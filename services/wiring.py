@@ -39,6 +39,7 @@ from services.settings import Settings
 if TYPE_CHECKING:
     from lineage.kafka import KafkaConfig
     from lineage.lander import KafkaLander
+    from services.ingest_kafka import KafkaRequestLog, KafkaRequestProducer, RequestTopics
 
 #: Bumped when extraction output changes in a way that should re-index everything.
 EXTRACTION_VERSION = 2  # 2: PDF text from PDFium, running headers dropped, heading paths, OCR
@@ -305,6 +306,18 @@ class Components:
 
         return KafkaLander(kafka_config(self.settings), self.lineage_lake)
 
+    def request_log(self, client_id: str = "ragline-worker") -> KafkaRequestLog:
+        """``ragline worker``: the consumer group on the requests topic, and its DLQ (needs a bootstrap)."""
+        from services.ingest_kafka import KafkaRequestLog
+
+        return KafkaRequestLog(kafka_config(self.settings), request_topics(self.settings), client_id=client_id)
+
+    def request_producer(self) -> KafkaRequestProducer:
+        """``ragline produce``: requests onto the requests topic (needs a bootstrap)."""
+        from services.ingest_kafka import KafkaRequestProducer
+
+        return KafkaRequestProducer(kafka_config(self.settings), request_topics(self.settings))
+
     def close(self) -> None:
         if "index" in self.__dict__:
             self.index.close()
@@ -331,6 +344,15 @@ def kafka_config(settings: Settings) -> KafkaConfig:
         fetch_max_bytes=cfg.fetch_max_bytes, security_protocol=cfg.security_protocol,
         sasl_mechanism=cfg.sasl_mechanism, sasl_username=cfg.sasl_username, sasl_password=password,
         ssl_cafile=str(cfg.ssl_cafile) if cfg.ssl_cafile else None)
+
+
+def request_topics(settings: Settings) -> RequestTopics:
+    """Streaming ingestion's part of ``RAGLINE_KAFKA__*``."""
+    from services.ingest_kafka import RequestTopics
+
+    cfg = settings.kafka
+    return RequestTopics(requests=cfg.ingest_topic, dlq=cfg.ingest_dlq_topic, group=cfg.worker_group,
+                         batch_size=cfg.worker_batch_size, max_poll_interval_ms=cfg.worker_max_poll_interval_ms)
 
 
 def _version(package: str) -> str:

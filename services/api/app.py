@@ -26,7 +26,9 @@ _OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/re
 
 def create_app(application: Application, *, run_relay: bool = True) -> FastAPI:
     """The app over one Application (the process's use cases); with ``run_relay`` the
-    outbox relay delivers lineage in the background."""
+    outbox relay delivers lineage in the background. ``app.state.background`` holds more
+    background tasks (``start()``/``stop()``, e.g. the worker of ``serve --worker``): started
+    after the relay, stopped before it, and before the stores close."""
     runtime = Runtime(application)
     settings = application.settings
 
@@ -35,7 +37,11 @@ def create_app(application: Application, *, run_relay: bool = True) -> FastAPI:
         relay = runtime.maintenance.relay_worker() if run_relay else None
         if relay:
             relay.start()
+        for task in app.state.background:
+            task.start()
         yield
+        for task in reversed(app.state.background):
+            task.stop()
         if relay:
             relay.stop()
         runtime.close()
@@ -44,6 +50,7 @@ def create_app(application: Application, *, run_relay: bool = True) -> FastAPI:
                   description="Grounded answers with lineage: retrieval, query, OpenAI-compatible chat, documents.")
     app.state.application = application
     app.state.runtime = runtime
+    app.state.background = []
     problems.install(app)
     install_openapi(app, settings.api)
     app.add_exception_handler(InvalidInput, _invalid_input)  # type: ignore[arg-type]
