@@ -196,12 +196,12 @@ def from_record(headers: Sequence[tuple[str, bytes]], value: bytes | None) -> De
         for name, raw in headers:
             lowered = name.lower()
             if lowered.startswith("ce_"):
-                attributes[lowered[3:]] = raw.decode()
+                attributes[lowered[3:]] = (raw or b"").decode()
             elif lowered == _CONTENT_TYPE:
-                attributes["datacontenttype"] = raw.decode()
+                attributes["datacontenttype"] = (raw or b"").decode()
             elif lowered == SEQ_HEADER:
                 seq = int(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, TypeError) as exc:
         raise InvalidEventError(f"unreadable header: {exc}") from exc
     event_id = attributes.get("id", "")
     event_type = attributes.get("type", "")

@@ -173,12 +173,13 @@ class KafkaLander:
             self.report.consumed += 1
             try:
                 event = from_record(record.headers or [], record.value)
-                expected = ANSWER_EVENT_TYPE if self._tables[record.topic] == ANSWER_TABLE else None
-                if (event.event_type == ANSWER_EVENT_TYPE) != (expected is not None):
+                if (event.event_type == ANSWER_EVENT_TYPE) != (self._tables[record.topic] == ANSWER_TABLE):
                     raise InvalidEventError(f"event {event.event_id}: a {event.event_type} on topic {record.topic}")
                 self._batch.add(record, event, None)
             except InvalidEventError as exc:
                 self._batch.add(record, None, str(exc))
+            except Exception as exc:  # noqa: BLE001 - one record must never stop the stream (a poison pill)
+                self._batch.add(record, None, f"{type(exc).__name__}: {str(exc)[:300]}")
 
     def _idle(self, until_idle_s: float, started: float) -> bool:
         """Nothing consumed for ``until_idle_s`` since the last record or assignment (joining

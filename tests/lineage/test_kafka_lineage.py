@@ -153,10 +153,14 @@ def test_bad_records_go_to_the_dlq_and_the_stream_goes_on(
     OutboxRelay(sqlite_engine, publisher).drain()
     good = to_record(outbox_events(sqlite_engine)[0], config)
     schema_broken = json.loads(good.value) | {"status": "exploded"}
+    sqlite_store.record_document_change(change("deleted"))
+    document = to_record(outbox_events(sqlite_engine)[-1], config)
     produce_raw(config, config.answers_topic, [
         (b"junk", b"\x00not json{", good.headers),  # unparseable value
         (b"k", json.dumps(schema_broken).encode(), good.headers),  # fails its JSON Schema
         (b"k", good.value, [h for h in good.headers if h[0] != "ce_type"]),  # no ce_type
+        (b"k", document.value, document.headers),  # a valid document event on the answers topic
+        (b"k", good.value, [*good.headers, ("ragline_outbox_seq", b"seven")]),  # a header it cannot read
     ])
     for _ in range(4):  # the stream goes on after them
         sqlite_store.record_answer(make_answer())
@@ -164,12 +168,13 @@ def test_bad_records_go_to_the_dlq_and_the_stream_goes_on(
     publisher.close()
 
     report = land(config, lake)
-    assert (report.landed, report.dead_lettered) == (10, 3)
-    dead = read_topic(config, config.dlq_topic, 3)
+    assert (report.landed, report.dead_lettered) == (11, 5)  # 10 answers and the deletion (its own topic)
+    dead = read_topic(config, config.dlq_topic, 5)
     errors = sorted(dict(r.headers)[ERROR_HEADER].decode() for r in dead)
-    assert len(errors) == 3
+    assert len(errors) == 5
     assert any("JSONDecodeError" in e for e in errors) and any("status" in e for e in errors)
-    assert any("ce_type" in e for e in errors)
+    assert any("ce_type" in e for e in errors) and any("on topic" in e for e in errors)
+    assert any("unreadable header" in e for e in errors)
     assert all(dict(r.headers)[ORIGIN_HEADER].startswith(f"{config.answers_topic}/0/".encode()) for r in dead)
     assert {r.value for r in dead} >= {b"\x00not json{"}  # the original record, as it was
     again = land(config, lake, idle_s=1.0)
