@@ -17,8 +17,10 @@ from sqlalchemy import create_engine, select
 
 from ingest.tables import documents
 from lineage.tables import answers
+from schemas import ids
 from services.api.app import create_app
 from services.application import Application
+from services.ingestion import IngestTargets
 from services.settings import ApiKey, ApiSettings, FetchSettings, Settings
 from services.wiring import Components
 from tests.conftest import BACKENDS, database_url
@@ -211,3 +213,17 @@ def test_low_severity_leftovers(app_client: tuple[TestClient, str]) -> None:
                            .where(documents.c.document_id == r.json()["document_id"])).scalar_one()
     engine.dispose()
     assert uri == "upload://acme/x"
+
+
+def test_a_text_file_with_nul_bytes_is_indexed_not_fatal(db_url: str, make_components: Any, tmp_path: Path) -> None:
+    """On PostgreSQL a NUL in a text column aborted the whole folder run; NULs are stripped
+    after extraction, the rest of the folder goes through, and no SQL is printed."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "nul.txt").write_bytes(b"Quarterly review notes\x00 for the platform team.\x00\n")
+    (folder / "plain.txt").write_text("The platform team meets on Tuesdays.", encoding="utf-8")
+    application = Application(make_components(database_url=db_url))
+    run = application.ingestion.ingest(IngestTargets([str(folder)], "acme"))
+    assert run.summary.documents["new"] == 2 and run.summary.errors == []
+    record = application.ingestion.get_document("acme", ids.document_id("acme", str((folder / "nul.txt").resolve())))
+    assert record is not None and record.status == "indexed"
