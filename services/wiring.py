@@ -42,11 +42,13 @@ if TYPE_CHECKING:
     from services.ingest_kafka import KafkaRequestLog, KafkaRequestProducer, RequestTopics
 
 #: Bumped when extraction output changes in a way that should re-index everything.
-EXTRACTION_VERSION = 2  # 2: PDF text from PDFium, running headers dropped, heading paths, OCR
+EXTRACTION_VERSION = 3  # 2: PDF text from PDFium, running headers dropped, heading paths, OCR
+# 3: HTML documentation (DocBook, Texinfo) and Q&A pages walked whole, text after headings kept,
+#    navigation removed; e-mail headers in the text and metadata; EPUB/ODT/RTF through pandoc
 #: Bumped when how point ids are derived changes (2: chunk ids scoped by tenant), so an
 #: existing index is rebuilt as a new generation (``ragline reindex``) instead of mixing rules.
 IDENTITY_VERSION = 2
-_PARSERS = ("pdfplumber", "pypdfium2", "trafilatura", "unstructured")
+_PARSERS = ("pdfplumber", "pypdfium2", "trafilatura", "unstructured", "pypandoc-binary")
 
 
 def build_embedder(settings: Settings) -> Embedder:

@@ -14,6 +14,7 @@ at most 100 bytes are inflated. Work and memory stay small whatever the archive 
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -87,6 +88,8 @@ def detect_media_type(data: bytes, source_uri: str) -> str:
         return code_media_type(shebang)
     if suffix in (".md", ".markdown", ".mdx"):
         return MARKDOWN
+    if _looks_like_email(head):
+        return EML
     if _looks_html(head):
         return HTML
     return _TEXT_EXTENSIONS.get(suffix, PLAIN)
@@ -211,6 +214,37 @@ def _looks_binary(head: bytes) -> bool:
         return False  # a BOM: text in some Unicode encoding
     control = sum(1 for b in head if b < 9 or 13 < b < 32)
     return control / len(head) > 0.10
+
+
+_HEADER_FIELD = re.compile(rb"([A-Za-z][A-Za-z0-9-]{0,76})[ \t]*:")
+#: Header fields of mail messages; a message starts with its header section and has From.
+_MAIL_FIELDS = frozenset({b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"mime-version", b"received",
+                          b"return-path", b"reply-to", b"delivered-to", b"sender", b"in-reply-to", b"references"})
+
+
+def _looks_like_email(head: bytes) -> bool:
+    """An RFC 5322 header section from the first byte (fields and folded continuation lines)
+    holding a From with an address and two more mail fields (a saved message without its
+    ``.eml`` name; a YAML file with from/to/date keys has no address in its ``from``)."""
+    names: set[bytes] = set()
+    name = b""
+    sender = False
+    lines = head.split(b"\n")
+    for line in lines[:-1] if len(head) >= 4096 else lines:  # the last line of a cut head may be cut too
+        line = line.rstrip(b"\r")
+        if not line:
+            break  # the blank line that ends the header section
+        if line[:1] in (b" ", b"\t"):  # a folded continuation of the field above
+            if not names:
+                return False
+        else:
+            field = _HEADER_FIELD.match(line)
+            if field is None:
+                return False
+            name = field.group(1).lower()
+            names.add(name)
+        sender = sender or (name == b"from" and b"@" in line)
+    return sender and len(names & _MAIL_FIELDS) >= 3
 
 
 def _looks_html(head: bytes) -> bool:

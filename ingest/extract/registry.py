@@ -25,9 +25,10 @@ _BUILTIN = {
     "text": "ingest.extract.text:TextExtractor",
     "code": "ingest.extract.code:CodeExtractor",
     "office": "ingest.extract.office:OfficeExtractor",
+    "email": "ingest.extract.email:EmailExtractor",
 }
 #: Formats parsed by third-party C/Python parsers that follow untrusted structure.
-_SANDBOXED = {"pdf", "html", "office"}
+_SANDBOXED = {"pdf", "html", "office", "email"}
 
 
 @dataclass(frozen=True)

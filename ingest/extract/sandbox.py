@@ -33,7 +33,7 @@ from schemas.errors import ExtractionError, LimitExceededError
 # only cheap when its imports are already loaded. A module that is missing (an extra
 # not installed) is skipped by the forkserver.
 _PRELOAD = ["__main__", "ingest.extract.registry", "ingest.extract.pdf", "ingest.extract.html",
-            "ingest.extract.office"]
+            "ingest.extract.office", "ingest.extract.email"]
 
 
 @dataclass(frozen=True)
