@@ -127,15 +127,15 @@ def _qa_blocks(tree: Any) -> list[Block]:
     question = _qa_question(tree)
     if question is None:
         return []
-    found: list[Block] = []
     name = next(iter(_own_props(question, "name")), None)
     title = html_blocks.inline_text(name) if name is not None else ""
-    bodies = [el for post in [question, *tree.xpath("//*[@itemscope][contains(@itemtype, 'schema.org/Answer')]")]
-              for el in _own_props(post, "text")]
-    if not bodies:
-        return []
+    posts = [question, *tree.xpath("//*[@itemscope][contains(@itemtype, 'schema.org/Answer')]")]
+    texts = [_own_props(post, "text") for post in posts]
+    if not all(texts):
+        return []  # a post whose text is not marked up: trafilatura reads the page
+    bodies = [el for post_texts in texts for el in post_texts]
     # headings written inside a post rank below the question's title
-    found = [(kind, text, max(level, 2) if kind == "heading" else level)
+    found: list[Block] = [(kind, text, max(level, 2) if kind == "heading" else level)
              for kind, text, level in html_blocks.blocks(bodies)]
     return [("heading", title, 1), *found] if title else found
 
