@@ -148,6 +148,41 @@ def search(
         output.stdout.print("   " + " ".join(c.text.split())[:300], highlight=False)
 
 
+@app.command(name="eval")
+def eval_cmd(
+    qrels_dir: Annotated[Path, typer.Argument(help="a BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")],
+    as_json: JsonFlag = False,
+    use_index: Annotated[bool, typer.Option("--use-index", help="evaluate the current index as it is")] = False,
+    home: Annotated[Path | None, typer.Option("--home", help="keep the throwaway home here (a rerun embeds "
+                                                                "nothing)")] = None,
+    mode: Annotated[list[str] | None, typer.Option("--mode", help="dense, sparse, hybrid or hybrid+rerank "
+                                                                  "(repeatable; default: all)")] = None,
+    split: Annotated[str, typer.Option("--split", help="qrels file under qrels/")] = "test",
+    tenant: TenantOpt = None,
+) -> None:
+    """Retrieval quality per mode on a BEIR test collection: nDCG@10, recall@10/100, MRR@10.
+    Each document is ranked by its best chunk."""
+    from services.evaluation import METRICS, RERANKED, run_eval
+
+    for m in mode or ():
+        if m not in ("dense", "sparse", "hybrid", RERANKED):
+            raise typer.BadParameter(f"{m!r} is not one of dense, sparse, hybrid, {RERANKED}", param_hint="--mode")
+    with output.progress("evaluating", enabled=not as_json) as bar:
+        tick = (lambda: bar[0].update(bar[1], advance=1, rate=0.0, last="")) if bar else None
+        report = run_eval(Settings(), qrels_dir, split=split, use_index=use_index, home=home,
+                          modes=tuple(mode or ()), tenant=tenant, on_document=tick, on_query=tick)
+    if as_json:
+        output.emit_json(report.to_dict())
+        return
+    output.stdout.print(f"{report.dataset}: {report.queries} queries, {report.documents} documents, "
+                        f"collection {report.collection}")
+    output.table("retrieval quality", ["mode", *METRICS, "p50 ms"],
+                 [[m, *(f"{s[k]:.4f}" for k in METRICS), f"{report.retrieve_ms_p50[m]:.1f}"]
+                  for m, s in report.modes.items()])
+    if report.duplicate_top10:
+        output.error(f"{report.duplicate_top10} top-10 list(s) showed one passage twice")
+
+
 @app.command(name="reindex")
 def reindex_cmd(as_json: JsonFlag = False) -> None:
     """Build the configured index generation for every document still only in an older one
