@@ -22,7 +22,7 @@ ENTRY_POINT_GROUP = "ragline.chunkers"
 
 # Bumped whenever a chunker's output changes for the same input and config: it enters
 # ``config()`` and therefore the pipeline fingerprint.
-ALGORITHM_VERSION = 1
+ALGORITHM_VERSION = 2  # 2: no heading-only chunk (a lone heading joins the text after it)
 
 
 class ChunkerConfig(BaseModel):

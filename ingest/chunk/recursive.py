@@ -184,12 +184,62 @@ def chunk_recursively(
     levels: Sequence[Cuts],
     trim: Callable[[str, int, int], tuple[int, int]] = trim_prose,
 ) -> list[Chunk]:
+    """Never a heading-only chunk: a heading (or a run of headings) that would stand alone
+    is joined to the text after it, even across heading blocks (the joined chunk takes the
+    deeper block's path, which holds the heading); only a document ending in a heading keeps it."""
     splitter = Splitter(tokens, budget, levels, trim)
     by_sections = section_cuts(document.sections)
+    headings = [(s.start, s.end) for s in document.sections if s.kind == "heading"]
     spans: list[Span] = []
     paths: list[tuple[str, ...]] = []
+    pending: Span | None = None
+    path: tuple[str, ...] = ()
     for start, end, path in heading_blocks(document):
         block = splitter.split(start, end, 0, by_sections)
+        if pending is not None and block:
+            block, pending = attach_heading(splitter, pending, block), None
+        if block and _heading_only(tokens.text, block[0], headings):
+            if len(block) == 1:
+                pending = block[0]
+                continue
+            block = attach_heading(splitter, block[0], block[1:])
         spans.extend(block)
         paths.extend([path] * len(block))
+    if pending is not None:
+        spans.append(pending)
+        paths.append(path)
     return assemble(document, spans, paths)
+
+
+def _heading_only(text: str, span: Span, headings: list[tuple[int, int]]) -> bool:
+    """Whether every non-blank character of ``span`` lies in a heading section."""
+    i = bisect_right(headings, (span.start, len(text) + 1)) - 1
+    pos = span.start
+    while pos < span.end:
+        if text[pos].isspace():
+            pos += 1
+            continue
+        while i + 1 < len(headings) and headings[i + 1][0] <= pos:
+            i += 1
+        if i < 0 or not headings[i][0] <= pos < headings[i][1]:
+            return False
+        pos = headings[i][1]
+    return True
+
+
+def attach_heading(splitter: Splitter, head: Span, rest: list[Span]) -> list[Span]:
+    """``head`` joined to the first of ``rest``; when the two exceed the budget, that span is
+    split again with room left for the heading. A heading too long for that stays alone."""
+    tokens, budget = splitter.tokens, splitter.budget
+    first = rest[0]
+    joined = tokens.count(head.start, first.end)
+    if joined <= budget:
+        return [Span(head.start, first.end, joined), *rest[1:]]
+    room = budget - head.tokens - _SEAM_SLACK
+    if room < max(16, budget // 4):
+        return [head, *rest]
+    pieces = Splitter(tokens, room, splitter.levels, splitter.trim).split(first.start, first.end)
+    lead = tokens.count(head.start, pieces[0].end)
+    if lead > budget:
+        return [head, *rest]
+    return [Span(head.start, pieces[0].end, lead), *splitter.merge([*pieces[1:], *rest[1:]])]

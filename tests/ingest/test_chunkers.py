@@ -201,3 +201,32 @@ def test_public_surface() -> None:
         "RecursiveChunker", "RecursiveConfig", "available_chunkers", "count_tokens",
         "get_encoding", "load_chunker",
     ]
+
+
+def _headed(*parts: tuple[str, str, tuple[str, ...]]) -> ExtractedDocument:
+    """A document of (kind, text, heading path) sections separated by blank lines."""
+    text, sections = "", []
+    for kind, body, path in parts:
+        start = len(text)
+        text += body + "\n\n"
+        sections.append(Section(start, start + len(body), kind, heading_path=path))
+    return ExtractedDocument("mem://h.md", "text/markdown", text, tuple(sections))
+
+
+@pytest.mark.parametrize("budget", [40, 64, 200])
+def test_no_heading_only_chunk(budget: int) -> None:
+    """A title over a paragraph longer than the budget, and headings right under headings,
+    join the text after them; every invariant still holds."""
+    long = " ".join(f"Sentence {i} says something about cerebral white matter." for i in range(30))
+    title = "Microstructural development of human newborn cerebral white matter"
+    doc = _headed(("heading", f"# {title}", (title,)), ("paragraph", long, (title,)),
+                  ("heading", "## Methods", (title, "Methods")), ("heading", "### Subjects", (title, "Methods", "Subjects")),
+                  ("paragraph", "Thirty infants were scanned.", (title, "Methods", "Subjects")))
+    chunks = RecursiveChunker(max_tokens=budget).chunk(doc)
+    check_invariants(doc, chunks, budget)
+    heading_texts = {f"# {title}", "## Methods", "### Subjects"}
+    assert not [c.text for c in chunks if c.text.strip() in heading_texts or c.text.strip().startswith("#")
+                and "\n" not in c.text.strip()]
+    assert chunks[0].text.startswith(f"# {title}\n\nSentence 0")
+    last = chunks[-1]
+    assert last.text.startswith("## Methods") and last.heading_path == (title, "Methods", "Subjects")
