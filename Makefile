@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/lineage.py
 	$(BIN)/python bench/extract_quality.py
+	$(BIN)/python bench/pii.py
 
 clean:
 	rm -rf $(VENV) .ragline

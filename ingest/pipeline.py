@@ -1,14 +1,20 @@
-"""sources -> extract -> chunk -> embed -> index, one document at a time.
+"""sources -> extract -> redact PII -> chunk -> embed -> index, one document at a time.
 
 Re-ingest semantics (DESIGN.md): an unchanged document under the same pipeline
 fingerprint is a no-op that costs no embedding call; a changed one is indexed under
 its new version first and only then are its old version's points deleted, so there is
 never a moment with the document missing from search.
+
+With a ``redactor``, PII is replaced right after extraction (text, heading paths and
+metadata): chunks, their offsets (into the redacted text), embeddings, the embedding
+cache, index payloads, the chunk archive, the registry and lineage only ever see the
+redacted document. Per document, counts per entity type are recorded, never values.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +26,7 @@ from ingest.context import contextual_text
 from ingest.embed.client import EmbeddingClient
 from ingest.extract.registry import ExtractionLimits, extract_document
 from ingest.extract.sanitize import clean_value, without_nul
+from ingest.redact import redact_document, redact_value
 from ingest.registry import DocumentRegistry
 from ingest.source_store import SourceStore, rereadable
 from ingest.sources import SourceFailure
@@ -34,7 +41,7 @@ from schemas.errors import (
     VectorIndexError,
 )
 from schemas.lineage import DocumentChange
-from schemas.protocols import ChunkArchive, Chunker, SparseEncoder, VectorIndex
+from schemas.protocols import ChunkArchive, Chunker, Redactor, SparseEncoder, VectorIndex
 from schemas.retrieval import IndexedPoint
 
 Status = Literal["new", "updated", "unchanged", "failed"]
@@ -50,6 +57,7 @@ class DocumentOutcome:
     chunks: int = 0
     error: str | None = None
     warnings: tuple[str, ...] = ()
+    pii_redacted: dict[str, int] = field(default_factory=dict)  # values replaced per entity type
 
 
 @dataclass
@@ -61,10 +69,13 @@ class IngestSummary:
     stopped: str | None = None
     estimate: dict[str, Any] | None = None
     elapsed_s: float = 0.0
+    pii_redacted: dict[str, int] = field(default_factory=dict)  # totals per entity type, never values
 
     def add(self, outcome: DocumentOutcome) -> None:
         self.documents[outcome.status] += 1
         self.chunks += outcome.chunks
+        for entity, n in outcome.pii_redacted.items():
+            self.pii_redacted[entity] = self.pii_redacted.get(entity, 0) + n
         self.warnings.extend(outcome.warnings)
         if outcome.error:
             self.errors.append({"source": outcome.source_uri, "error": outcome.error})
@@ -73,7 +84,7 @@ class IngestSummary:
 class IngestPipeline:
     def __init__(self, *, limits: ExtractionLimits, chunker_for: Callable[[ExtractedDocument], Chunker],
                  embedder: EmbeddingClient, index: VectorIndex, registry: DocumentRegistry, collection: str,
-                 pipeline_fingerprint: str, archive: ChunkArchive | None = None,
+                 pipeline_fingerprint: str, archive: ChunkArchive | None = None, redactor: Redactor | None = None,
                  on_change: Callable[[DocumentChange], None] | None = None,
                  source_store: SourceStore | None = None, also_to: tuple[str, ...] = (),
                  sparse: SparseEncoder | None = None, context_headers: bool = False) -> None:
@@ -93,6 +104,7 @@ class IngestPipeline:
         self._on_change = on_change  # lineage: document indexed/deleted events
         self._sources = source_store
         self._also_to = tuple(c for c in also_to if c != collection)
+        self._redactor = redactor  # PII redaction between extraction and chunking (None: none)
         self._sparse = sparse
         self._context_headers = context_headers
 
@@ -150,7 +162,7 @@ class IngestPipeline:
                 self._registry.record_source_root(source.tenant, doc_id, source.source_root)
             return DocumentOutcome(source.source_uri, "unchanged", doc_id, version, existing.chunk_count)
         try:
-            document, chunks = self._extract_and_chunk(source)
+            document, chunks, pii = self._extract_and_chunk(source)
             texts = self._embedded_texts(document, chunks)
             vectors = self.embedder.embed(texts)
         except BudgetExceededError:
@@ -188,19 +200,21 @@ class IngestPipeline:
         self._registry.record_indexed(
             tenant=source.tenant, document_id=doc_id, version=version, source_uri=source.source_uri,
             media_type=document.media_type, pipeline_fingerprint=self.fingerprint, collection=self.collection,
-            chunk_count=len(chunks), access_tags=list(source.access_tags),
-            title=document.metadata.get("title"), metadata={**document.metadata, **clean_value(source.metadata)},
+            chunk_count=len(chunks), access_tags=list(source.access_tags), pii_redacted=pii,
+            title=document.metadata.get("title"), metadata={**document.metadata, **self._caller_metadata(source, pii)},
             source_root=source.source_root)
         if self._on_change:
             self._on_change(DocumentChange(
                 kind="indexed", tenant=source.tenant, document_id=doc_id, document_version=version,
                 source_uri=source.source_uri, collection=self.collection, occurred_at=datetime.now(UTC),
-                pipeline_fingerprint=self.fingerprint, chunk_ids=chunk_ids, media_type=document.media_type))
+                pipeline_fingerprint=self.fingerprint, chunk_ids=chunk_ids, media_type=document.media_type,
+                pii_redacted=pii if self._redactor is not None else None))
         if (self._sources is not None and existing and existing.version != version
                 and not rereadable(existing.source_uri)):
             self._sources.delete(source.tenant, existing.version)
         status: Status = "updated" if existing and existing.status == "indexed" else "new"
-        return DocumentOutcome(source.source_uri, status, doc_id, version, len(chunks), warnings=document.warnings)
+        return DocumentOutcome(source.source_uri, status, doc_id, version, len(chunks), warnings=document.warnings,
+                               pii_redacted=pii)
 
     def delete(self, tenant: str, document_id: str, also_from: tuple[str, ...] = ()) -> bool:
         """Remove a document from retrieval (lineage and archived chunks stay), in its own
@@ -219,19 +233,35 @@ class IngestPipeline:
                 source_uri=record.source_uri, collection=record.collection, occurred_at=datetime.now(UTC)))
         return True
 
-    def _extract_and_chunk(self, source: SourceDocument) -> tuple[ExtractedDocument, list[Chunk]]:
+    def _extract_and_chunk(self, source: SourceDocument) -> tuple[ExtractedDocument, list[Chunk], dict[str, int]]:
+        """The extracted document, redacted, its chunks (offsets into the redacted text) and
+        the values redacted per entity type."""
         document = without_nul(extract_document(source, self._limits))
         if not document.sections:
             detail = "; ".join(document.warnings) or "no text"
             raise ExtractionError(source.source_uri, f"no extractable text ({detail})")
+        pii: dict[str, int] = {}
+        if self._redactor is not None:
+            document, pii = redact_document(self._redactor, document, source.tenant)
         chunks = self._chunker_for(document).chunk(document)
         if not chunks:
             raise ExtractionError(source.source_uri, "chunking produced no chunks")
-        return document, chunks
+        return document, chunks, pii
+
+    def _caller_metadata(self, source: SourceDocument, counts: dict[str, int]) -> dict[str, Any]:
+        """The caller's metadata as the registry may keep it (its redactions added to ``counts``)."""
+        metadata: dict[str, Any] = clean_value(source.metadata)
+        if self._redactor is None:
+            return metadata
+        found: Counter[str] = Counter()
+        metadata = redact_value(self._redactor, metadata, source.tenant, found)
+        for entity, n in found.items():
+            counts[entity] = counts.get(entity, 0) + n
+        return metadata
 
     def _estimate_one(self, source: SourceDocument, estimate: dict[str, Any]) -> DocumentOutcome:
         try:
-            document, chunks = self._extract_and_chunk(source)
+            document, chunks, pii = self._extract_and_chunk(source)
         except TerminalError as exc:
             return DocumentOutcome(source.source_uri, "failed", error=str(exc))
         cost = self.embedder.estimate(self._embedded_texts(document, chunks))
@@ -239,7 +269,7 @@ class IngestPipeline:
         estimate["uncached_texts"] += cost.uncached_texts
         estimate["tokens"] += cost.tokens
         estimate["cost_usd"] += cost.cost_usd
-        return DocumentOutcome(source.source_uri, "new", chunks=len(chunks))
+        return DocumentOutcome(source.source_uri, "new", chunks=len(chunks), pii_redacted=pii)
 
 
 def _describe(exc: BaseException) -> str:

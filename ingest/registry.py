@@ -34,6 +34,7 @@ class DocumentRecord:
     created_at: datetime
     updated_at: datetime
     source_root: str | None = None  # the local folder (or file) it was read from; None: not from disk
+    pii_redacted: dict[str, int] | None = None  # values redacted per PII entity type (None: not recorded)
 
 
 class DocumentRegistry:
@@ -61,12 +62,13 @@ class DocumentRegistry:
 
     def record_indexed(self, *, tenant: str, document_id: str, version: str, source_uri: str, media_type: str,
                        pipeline_fingerprint: str, collection: str, chunk_count: int, access_tags: list[str],
-                       title: str | None, metadata: dict[str, Any], source_root: str | None = None) -> None:
+                       title: str | None, metadata: dict[str, Any],
+                       pii_redacted: dict[str, int] | None = None, source_root: str | None = None) -> None:
         self._upsert(tenant, document_id, {
             "version": version, "source_uri": source_uri, "media_type": media_type,
             "pipeline_fingerprint": pipeline_fingerprint, "collection": collection, "chunk_count": chunk_count,
             "status": "indexed", "last_error": None, "access_tags": access_tags, "title": title,
-            "metadata": metadata, "source_root": source_root,
+            "metadata": metadata, "pii_redacted": pii_redacted, "source_root": source_root,
         })
 
     def record_failed(self, *, tenant: str, document_id: str, version: str, source_uri: str, error: str,

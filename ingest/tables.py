@@ -42,6 +42,7 @@ documents = Table(
     # The local folder (or file) named when the source was read from disk; NULL for uploads,
     # inline text, URLs and client-given identities: only these can be pruned (0007).
     Column("source_root", Text),
+    Column("pii_redacted", JSON),  # values redacted per PII entity type, never the values (0008)
     Index(None, "tenant", "status", "updated_at"),
     Index(None, "source_uri"),
 )

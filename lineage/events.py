@@ -114,6 +114,8 @@ def build_document_event(change: DocumentChange, *, deployment: str) -> CloudEve
     if change.kind == "indexed":
         data |= {"pipeline_fingerprint": change.pipeline_fingerprint, "chunk_ids": change.chunk_ids,
                  "media_type": change.media_type}
+        if change.pii_redacted is not None:
+            data["pii_redacted"] = change.pii_redacted
     else:
         data["forgotten"] = change.forgotten
         if change.receipt is not None:

@@ -82,4 +82,5 @@ class DocumentChange(_Frozen):
     chunk_ids: list[str] = Field(default_factory=list)
     media_type: str | None = None
     forgotten: bool = False  # deleted and its archived chunk text erased (an erasure request)
+    pii_redacted: dict[str, int] | None = None  # indexed: values redacted per PII entity type (never values)
     receipt: dict[str, Any] | None = None  # an erasure's receipt: what was erased where, when, by whom

@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 
 from schemas.documents import ArchivedChunk, Chunk, ExtractedDocument
 from schemas.lineage import AnswerRecord
+from schemas.privacy import Redaction
 from schemas.retrieval import (
     Generation,
     IndexedPoint,
@@ -42,6 +43,24 @@ class Chunker(Protocol):
         ...
 
     def chunk(self, document: ExtractedDocument) -> list[Chunk]:
+        ...
+
+
+@runtime_checkable
+class Redactor(Protocol):
+    """Removes PII from text before anything stores it: a pure function of the text, the
+    tenant (whose policy applies: mode, entity types, pseudonym key scope) and its config.
+
+    The result holds the redacted text, how many values of each entity type were replaced
+    (never the values) and the offset mapping from the original text to the redacted one.
+    """
+
+    def config(self) -> dict[str, object]:
+        """Everything that changes the output (a key only as a keyed id); it enters the
+        pipeline fingerprint."""
+        ...
+
+    def redact(self, text: str, tenant: str) -> Redaction:
         ...
 
 

@@ -23,7 +23,7 @@ from retrieval.retriever import Retriever
 from schemas import ids
 from schemas.errors import RaglineError, TerminalError
 from schemas.lineage import AnswerRecord, AnswerStatus, RetrievedRef, TokenUsage
-from schemas.protocols import Generator, LineageSink
+from schemas.protocols import Generator, LineageSink, Redactor
 from schemas.retrieval import Generation, GroupBy, RetrievalMode, RetrievedChunk, SearchFilter
 from services.errors import InvalidInput
 
@@ -128,17 +128,47 @@ def _replayed(answer_id: str, payload: dict[str, Any]) -> abc.Generator[tuple[st
 
 @dataclass(frozen=True)
 class AnswerPolicy:
-    """The rules every entry point gets alike: query limits, the evidence threshold, and
-    whether a tenant's query text may be stored (else only its SHA-256)."""
+    """The rules every entry point gets alike: query limits, the evidence threshold,
+    whether a tenant's query text may be stored (else only its SHA-256), and whether the
+    PII in what lineage stores of a request (its query, the answer text) is redacted first."""
 
     min_score: float
     max_query_chars: int | None = None
     max_k: int | None = None
     store_query_text: bool = True
     tenants_hashing_queries: frozenset[str] = frozenset()
+    redactor: Redactor | None = None  # None: lineage stores queries as asked
+    redact_queries: bool = True
+    tenants_raw_queries: frozenset[str] = frozenset()  # tenants whose policy keeps query text as asked
+    tenants_redacting_queries: frozenset[str] = frozenset()  # ... and those redacting it when the default does not
 
     def stores_query_text(self, tenant: str) -> bool:
         return self.store_query_text and tenant not in self.tenants_hashing_queries
+
+    def redacts_queries(self, tenant: str) -> bool:
+        if self.redactor is None or tenant in self.tenants_raw_queries:
+            return False
+        return self.redact_queries or tenant in self.tenants_redacting_queries
+
+    def for_lineage(self, tenant: str, query: str, answer_text: str,
+                    response: dict[str, Any] | None) -> tuple[str, str, dict[str, Any] | None]:
+        """What lineage keeps of a request: the query, the answer text and the stored response
+        with PII redacted under the tenant's policy (an answer may repeat the question's PII).
+        Retrieval and generation used the original query; the client got the original answer."""
+        if self.redactor is None or not self.redacts_queries(tenant):
+            return query, answer_text, response
+        redact = self.redactor.redact
+        answer = redact(answer_text, tenant).text
+        if response is not None:
+            response = dict(response)
+            if isinstance(response.get("answer"), str):
+                response["answer"] = answer if response["answer"] == answer_text else redact(
+                    response["answer"], tenant).text
+            if isinstance(response.get("citations"), list):
+                response["citations"] = [{**c, "quote": redact(c["quote"], tenant).text}
+                                         if isinstance(c, dict) and isinstance(c.get("quote"), str) else c
+                                         for c in response["citations"]]
+        return redact(query, tenant).text, answer, response
 
     def check(self, query: str, k: int) -> None:
         if self.max_query_chars is not None and len(query) > self.max_query_chars:
@@ -340,10 +370,11 @@ class AnswerService:
         chunks, timings, retrieved_at = got.chunks, got.timings, got.retrieved_at
         cited = set(generation.cited_ranks)
         flt = req.search_filter
+        query, answer_text, response = self.policy.for_lineage(flt.tenant, req.query, generation.text, payload)
         return AnswerRecord(
             answer_id=answer_id, tenant=flt.tenant, created_at=datetime.now(UTC), status=status,
-            endpoint=req.endpoint, request_id=req.request_id, query=req.query,
-            store_query_text=self.policy.stores_query_text(flt.tenant), answer_text=generation.text,
+            endpoint=req.endpoint, request_id=req.request_id, query=query,
+            store_query_text=self.policy.stores_query_text(flt.tenant), answer_text=answer_text,
             retrieved=[RetrievedRef(chunk_id=c.chunk_id, document_id=c.document_id,
                                     document_version=c.document_version, source_uri=c.source_uri, rank=c.rank,
                                     score=c.score, cited=c.rank in cited) for c in chunks],
@@ -354,6 +385,6 @@ class AnswerService:
             filters={**flt.model_dump(exclude_none=True), "min_score": self.min_score},
             usage=TokenUsage(prompt_tokens=generation.prompt_tokens, completion_tokens=generation.completion_tokens,
                              total_tokens=generation.prompt_tokens + generation.completion_tokens),
-            timings_ms=dict(timings), traceparent=req.traceparent, response=payload,
+            timings_ms=dict(timings), traceparent=req.traceparent, response=response,
             request_fingerprint=req.fingerprint() if req.idempotency_key else None, retrieval=got.params,
         )

@@ -77,9 +77,13 @@ class Application:
         c, gen, lineage = self._components, self.settings.generation, self.settings.lineage
         generations = self.generations
         generations.ensure()
+        pii = self.settings.pii  # whose queries (and answer texts) lineage stores redacted
         policy = AnswerPolicy(min_score=gen.min_score, max_query_chars=self.settings.api.max_query_chars,
                               max_k=self.settings.api.max_k, store_query_text=lineage.store_query_text,
-                              tenants_hashing_queries=frozenset(lineage.tenants_hashing_queries))
+                              tenants_hashing_queries=frozenset(lineage.tenants_hashing_queries),
+                              redactor=c.redactor, redact_queries=pii.queries,
+                              tenants_raw_queries=frozenset(t for t, r in pii.tenants.items() if r.queries is False),
+                              tenants_redacting_queries=frozenset(t for t, r in pii.tenants.items() if r.queries))
         retriever = Retriever(c.embedder, c.index, generations.serving, sparse=c.sparse_encoder,
                               config=retrieval_config(self.settings), reranker=build_reranker(self.settings))
         return AnswerService(retriever, build_generator(self.settings), load_template(gen.template), c.lineage,

@@ -79,6 +79,7 @@ def _render_ingest(summary: IngestSummary, stats: Any, as_json: bool,
         "embedding_requests": stats.requests, "errors": summary.errors,
         "cache_hits": stats.cache_hits, "embedding_tokens": stats.tokens, "cost_usd": round(stats.cost_usd, 6),
         "over_long_inputs": stats.over_long, "warnings": summary.warnings, "elapsed_s": round(summary.elapsed_s, 3),
+        "pii_redacted": dict(sorted(summary.pii_redacted.items())),  # values redacted per entity type
     }
     if summary.estimate is not None:
         data["estimate"] = summary.estimate
@@ -96,6 +97,8 @@ def _render_ingest(summary: IngestSummary, stats: Any, as_json: bool,
         f"{docs['failed']} failed · {summary.chunks} chunks · {stats.embedded_texts} texts embedded in "
         f"{stats.requests} requests ({stats.cache_hits} cached) · {rate:.1f} docs/s"
     )
+    if summary.pii_redacted:
+        output.stdout.print("PII redacted: " + ", ".join(f"{n} {e}" for e, n in sorted(summary.pii_redacted.items())))
     if stats.over_long:
         output.stdout.print(f"{stats.over_long} chunk(s) exceeded the embedding model's window (policy applied)")
     if summary.estimate:

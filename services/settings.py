@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from ingest.embed.base import BatchingConfig
 from ingest.embed.sparse import SparseConfig
+from ingest.redact.base import ENTITY_TYPES, MIN_KEY_CHARS
 from retrieval.index.base import HnswConfig
 
 
@@ -222,6 +223,74 @@ class KafkaSettings(_Group):
     ssl_cafile: Path | None = None
 
 
+PiiMode = Literal["off", "mask", "pseudonymize"]
+
+
+def _names(value: object) -> object:
+    """A JSON list or a comma-separated string, as a tuple of stripped names."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return tuple(json.loads(text))
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    return value
+
+
+def _check_entities(variable: str, entities: tuple[str, ...]) -> None:
+    unknown = [e for e in entities if e not in ENTITY_TYPES]
+    if unknown:
+        raise ValueError(f"{variable}: unknown PII entity type(s) {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(ENTITY_TYPES)}")
+
+
+class PiiTenantSettings(_Group):
+    """One tenant's override of the PII policy; an unset field keeps the deployment's."""
+
+    mode: PiiMode | None = None
+    entities: tuple[str, ...] | None = None
+    queries: bool | None = Field(None, description="redact PII in this tenant's queries before lineage stores them")
+
+
+class PiiSettings(_Group):
+    """PII redaction between extraction and chunking (``RAGLINE_PII__*``): nothing stored
+    (index, chunk archive, embedding cache, registry, lineage) holds a raw value."""
+
+    mode: PiiMode = Field("mask", description="off | mask ([EMAIL], [CARD], ...) | pseudonymize ([EMAIL:3f9a1c02], "
+                                              "a keyed HMAC token, stable per tenant; needs RAGLINE_PII__KEY)")
+    entities: Annotated[tuple[str, ...], NoDecode] = Field(
+        ENTITY_TYPES, description=f"entity types acted on, a JSON list or comma-separated: {', '.join(ENTITY_TYPES)}")
+    tenants: dict[str, PiiTenantSettings] = Field(
+        default_factory=dict, description='per-tenant overrides, JSON: {"tenant": {"mode": ..., "entities": [...], '
+                                          '"queries": false}}')
+    key: SecretStr | None = Field(None, description=f"HMAC key of the pseudonyms (at least {MIN_KEY_CHARS} "
+                                                    "characters); only its keyed id enters the pipeline fingerprint")
+    queries: bool = Field(True, description="redact PII in a query (and its answer text) before lineage stores them; "
+                                            "retrieval and generation still use the original query")
+    phone_regions: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("US", "GB", "DE", "FR"), description="regions whose national phone formats are recognised (numbers "
+                                              "written with + and a country code are found for every country)")
+
+    @field_validator("entities", "phone_regions", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return _names(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PiiSettings:
+        _check_entities("RAGLINE_PII__ENTITIES", self.entities)
+        for tenant, rule in self.tenants.items():
+            _check_entities(f"RAGLINE_PII__TENANTS[{tenant!r}].entities", rule.entities or ())
+        pseudonymizing = ["RAGLINE_PII__MODE=pseudonymize"] if self.mode == "pseudonymize" else []
+        pseudonymizing += [f"RAGLINE_PII__TENANTS[{t!r}].mode=pseudonymize" for t, r in self.tenants.items()
+                           if r.mode == "pseudonymize"]
+        # The key's length is checked when the redactor is built (PiiPolicy): an error raised
+        # here would print the settings' input, the key with it.
+        if pseudonymizing and not (self.key and self.key.get_secret_value()):
+            raise ValueError(f"{pseudonymizing[0]} needs RAGLINE_PII__KEY, the HMAC key of the pseudonyms (at least "
+                             f"{MIN_KEY_CHARS} characters, e.g. `openssl rand -hex 32`)")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAGLINE_", env_nested_delimiter="__", toml_file="ragline.toml", extra="forbid", frozen=True,
@@ -241,6 +310,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = RetrievalSettings()
     lineage: LineageSettings = LineageSettings()
     kafka: KafkaSettings = KafkaSettings()
+    pii: PiiSettings = PiiSettings()
 
     @classmethod
     def settings_customise_sources(

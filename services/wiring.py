@@ -22,6 +22,7 @@ from ingest.extract import ExtractionLimits, detect
 from ingest.extract.ocr import OcrConfig
 from ingest.fetch import FetchPolicy
 from ingest.pipeline import IngestPipeline
+from ingest.redact import PiiPolicy, PiiRedactor, TenantRule
 from ingest.registry import DocumentRegistry
 from ingest.source_store import SourceStore
 from lineage import IcebergLanding, OutboxRelay, RelayTarget, RelayWorker, SqlChunkArchive, SqlLineageStore
@@ -118,6 +119,15 @@ def retrieval_config(settings: Settings) -> RetrievalConfig:
                            group_size=cfg.group_size)
 
 
+def build_redactor(settings: Settings) -> PiiRedactor:
+    """``RAGLINE_PII__*`` as the redaction stage (a key that is too short is refused here)."""
+    cfg = settings.pii
+    tenants = {t: TenantRule(r.mode, frozenset(r.entities) if r.entities is not None else None)
+               for t, r in cfg.tenants.items()}
+    key = cfg.key.get_secret_value().encode("utf-8") if cfg.key else None
+    return PiiRedactor(PiiPolicy(cfg.mode, frozenset(cfg.entities), tenants, key, cfg.phone_regions))
+
+
 def build_fetch_policy(settings: Settings, *, operator: bool) -> FetchPolicy:
     """The one fetch policy: the API and workers reach public addresses only (plus
     ``RAGLINE_FETCH__ALLOW``); the operator's CLI may also name a private host, but is
@@ -204,6 +214,10 @@ class Components:
         return ChunkerSet(self.settings, budget)
 
     @cached_property
+    def redactor(self) -> PiiRedactor:
+        return build_redactor(self.settings)
+
+    @cached_property
     def pipeline_fingerprint(self) -> str:
         parsers = {name: _version(name) for name in _PARSERS}
         return ids.fingerprint({
@@ -211,6 +225,7 @@ class Components:
             "chunking": self.chunkers.fingerprint_config(),
             "embedding": self.embedder.model_version,
             "over_long": self.settings.embedding.batching.over_long.value,
+            "pii": self.redactor.config(),  # mode, entities, tenants, the key's keyed id: what the index holds
             "sparse": self.sparse_encoder.config(),
             "context_headers": CONTEXT_HEADER_VERSION if self.settings.retrieval.context_headers else None,
         })
@@ -249,7 +264,7 @@ class Components:
                                     OcrConfig(ext.ocr, ext.ocr_languages, ext.ocr_max_pages)),
             chunker_for=self.chunkers, embedder=self.embedding_client(), index=self.index,
             registry=self.registry, collection=self.collection, pipeline_fingerprint=self.pipeline_fingerprint,
-            archive=self.chunk_archive, on_change=self.lineage.record_document_change,
+            archive=self.chunk_archive, on_change=self.lineage.record_document_change, redactor=self.redactor,
             source_store=self.source_store, also_to=self.coexisting_generations,
             sparse=self.sparse_encoder, context_headers=self.settings.retrieval.context_headers,
         )

@@ -27,6 +27,8 @@ PUBLIC_SURFACE = {
         "OverLongInputError", "OverLongPolicy", "SparseConfig",
     ],
     "ingest.extract": ["ExtractionLimits", "detect_media_type", "extract_document", "supported_media_types"],
+    "ingest.redact": ["ENTITY_TYPES", "MODES", "Finding", "Mode", "PiiPolicy", "PiiRedactor", "TenantRule",
+                      "redact_document", "redact_value"],
     "lineage": [
         "AnswerPage", "AnswerStateError", "AnswerTrace", "AnswerUse", "ArchivedText", "DuplicateAnswerError",
         "ForgetReport", "IcebergLanding", "InvalidCursorError", "InvalidEventError", "LandingError", "LineageError",

@@ -220,7 +220,8 @@ def test_no_heading_only_chunk(budget: int) -> None:
     long = " ".join(f"Sentence {i} says something about cerebral white matter." for i in range(30))
     title = "Microstructural development of human newborn cerebral white matter"
     doc = _headed(("heading", f"# {title}", (title,)), ("paragraph", long, (title,)),
-                  ("heading", "## Methods", (title, "Methods")), ("heading", "### Subjects", (title, "Methods", "Subjects")),
+                  ("heading", "## Methods", (title, "Methods")),
+                  ("heading", "### Subjects", (title, "Methods", "Subjects")),
                   ("paragraph", "Thirty infants were scanned.", (title, "Methods", "Subjects")))
     chunks = RecursiveChunker(max_tokens=budget).chunk(doc)
     check_invariants(doc, chunks, budget)

@@ -15,7 +15,8 @@ from schemas.errors import ConfigurationError
 def test_the_header_names_title_and_heading_path_once() -> None:
     assert contextual_text("Runbook", ("Runbook", "Severity 1"), "Page the on-call.") == (
         "Runbook > Severity 1\n\nPage the on-call.")
-    assert contextual_text("Runbook", ("Runbook",), "# Runbook\n\nPage the on-call.") == "# Runbook\n\nPage the on-call."
+    headed = "# Runbook\n\nPage the on-call."
+    assert contextual_text("Runbook", ("Runbook",), headed) == headed  # the chunk already begins with it
     assert contextual_text(None, (), "bare") == "bare"
     long = contextual_text(" ".join(["word"] * 50), (), "x")
     assert len(long.split("\n\n")[0].split()) == HEADER_WORDS + 1  # cut, with an ellipsis
