@@ -165,11 +165,17 @@ def _split(event: OutboxEvent) -> tuple[dict[str, Any], bytes]:
     re-encoded. Any other shape is parsed in full."""
     payload = event.payload
     at = payload.find(_DATA_MEMBER)
-    if at > 0 and payload.endswith("}}"):
-        envelope = json.loads(payload[:at] + "}")
+    if at > 0 and payload.endswith("}}") and payload.startswith("{", at + len(_DATA_MEMBER)):
+        try:
+            envelope = json.loads(payload[:at] + "}")
+        except ValueError:
+            envelope = None
         if isinstance(envelope, dict) and all(not isinstance(v, dict | list) for v in envelope.values()):
             return envelope, payload[at + len(_DATA_MEMBER):-1].encode()
-    parsed = json.loads(payload)
+    try:
+        parsed = json.loads(payload)
+    except ValueError as exc:
+        raise InvalidEventError(f"outbox event {event.event_id}: {exc}") from exc
     if not isinstance(parsed, dict) or not isinstance(parsed.get("data"), dict):
         raise InvalidEventError(f"outbox event {event.event_id} has no JSON object as data")
     data = parsed.pop("data")

@@ -114,6 +114,9 @@ def test_codec_round_trip_and_the_fast_validator_agrees_with_jsonschema() -> Non
     reordered = json.dumps({"data": event.get_data()} | json.loads(serialize(event)))
     record = to_record(OutboxEvent(9, event.get_id(), event.get_type(), "acme", event.get_time(), reordered), config)
     assert parse(from_record(record.headers, record.value).payload).get_data() == event.get_data()
+    for broken in ('{"id": "x", "data": {"a": 1}', '{"id": "x", "data": "text"}'):
+        with pytest.raises(InvalidEventError):
+            to_record(OutboxEvent(9, "x", event.get_type(), "acme", event.get_time(), broken), config)
 
     answer = events[0]
     mutations = [("status", "nope"), ("answer_sha256", "xyz"), ("answer_id", "not-a-uuid"), ("extra", 1),
