@@ -58,6 +58,9 @@ DOCUMENT_TABLE = "document_events"
 BATCH_PROPERTY = "ragline.relay.batch-id"
 SEQ_PROPERTY = "ragline.relay.max-outbox-seq"
 COMPACTION_PROPERTY = "ragline.compaction"
+#: The lander's next offset per topic and partition (JSON), stamped on every commit it makes;
+#: a compaction carries the latest forward, so expiring older snapshots never loses it.
+KAFKA_OFFSETS_PROPERTY = "ragline.kafka.offsets"
 #: Writers fence themselves against the snapshot they read (relay batch ids, the lander's
 #: Kafka offsets); pyiceberg's retry would rebase a failed append onto a newer snapshot that
 #: was never checked, so a conflict must fail and be redone by the writer from a fresh read.
@@ -216,11 +219,14 @@ class IcebergLanding:
         crowded = [(day, files) for day, files in days if files > 1]
         before = sum(files for _, files in days)
         if crowded:
+            offsets = latest_property(table, KAFKA_OFFSETS_PROPERTY)
+            carried = {KAFKA_OFFSETS_PROPERTY: offsets} if offsets else {}
             with translated_landing(f"compacting {self.namespace}.{name}"), table.transaction() as tx:
                 for day, _ in crowded:
                     window = day_filter(day)
                     rows = table.scan(row_filter=window).to_arrow()
-                    tx.overwrite(rows, overwrite_filter=window, snapshot_properties={COMPACTION_PROPERTY: str(day)})
+                    tx.overwrite(rows, overwrite_filter=window, snapshot_properties=carried | {
+                        COMPACTION_PROPERTY: str(day)})
         return CompactionReport(f"{self.namespace}.{name}", len(crowded), before,
                                 before - sum(files for _, files in crowded) + len(crowded))
 
@@ -249,6 +255,15 @@ def rows_for(name: str, events: Sequence[OutboxEvent], target: pa.Schema,
     """Arrow rows of ``name``'s table for ``events``; ``extra`` overrides columns (the lander's
     Kafka coordinates and outbox sequence numbers)."""
     return _to_arrow(events, target, _DATA_FIELDS[name], extra)
+
+
+def latest_property(table: Table, name: str) -> str | None:
+    """A summary property from the newest snapshot that carries it (a later commit may not)."""
+    for snapshot in reversed(table.snapshots()):
+        value = snapshot.summary.get(name) if snapshot.summary is not None else None
+        if value:
+            return str(value)
+    return None
 
 
 def _landed(table: Table, batch_id: str) -> bool:

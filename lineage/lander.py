@@ -42,7 +42,16 @@ from pyiceberg.table import Table
 
 from lineage.base import OutboxEvent
 from lineage.errors import InvalidEventError, LandingError, LineageError
-from lineage.iceberg import ANSWER_TABLE, DOCUMENT_TABLE, IcebergLanding, day_filter, rows_for, translated_landing
+from lineage.iceberg import (
+    ANSWER_TABLE,
+    DOCUMENT_TABLE,
+    KAFKA_OFFSETS_PROPERTY,
+    IcebergLanding,
+    day_filter,
+    latest_property,
+    rows_for,
+    translated_landing,
+)
 from lineage.kafka import (
     ERROR_HEADER,
     HEADROOM,
@@ -58,7 +67,7 @@ from schemas.lineage import ANSWER_EVENT_TYPE
 
 log = logging.getLogger(__name__)
 
-OFFSETS_PROPERTY = "ragline.kafka.offsets"
+OFFSETS_PROPERTY = KAFKA_OFFSETS_PROPERTY
 COMMIT_ATTEMPTS = 10
 
 
@@ -361,22 +370,14 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # (kafka-pyt
 
 def landed_offsets(table: Table, topic: str) -> dict[int, int]:
     """``topic``'s next offset per partition, from the newest snapshot that carries them."""
-    for snapshot in reversed(table.snapshots()):
-        summary = snapshot.summary
-        raw = summary.get(OFFSETS_PROPERTY) if summary is not None else None
-        if raw:
-            return {int(p): int(o) for p, o in json.loads(raw).get(topic, {}).items()}
-    return {}
+    raw = latest_property(table, OFFSETS_PROPERTY)
+    return {int(p): int(o) for p, o in json.loads(raw).get(topic, {}).items()} if raw else {}
 
 
 def _offsets_json(table: Table, topic: str, offsets: dict[int, int]) -> str:
     """The whole map (every topic this table was fed from) with ``topic``'s updated."""
-    everything: dict[str, dict[str, int]] = {}
-    for snapshot in reversed(table.snapshots()):
-        raw = snapshot.summary.get(OFFSETS_PROPERTY) if snapshot.summary is not None else None
-        if raw:
-            everything = json.loads(raw)
-            break
+    raw = latest_property(table, OFFSETS_PROPERTY)
+    everything: dict[str, dict[str, int]] = json.loads(raw) if raw else {}
     everything[topic] = {str(p): o for p, o in sorted(offsets.items())}
     return json.dumps(everything, sort_keys=True)
 
