@@ -170,7 +170,7 @@ def _record_view(r: DocumentRecord) -> dict[str, Any]:
     return {"document_id": r.document_id, "version": r.version, "source_uri": r.source_uri,
             "media_type": r.media_type, "status": r.status, "chunk_count": r.chunk_count, "title": r.title,
             "access_tags": r.access_tags, "last_error": r.last_error, "metadata": r.metadata,
-            "created_at": r.created_at, "updated_at": r.updated_at}
+            "pii_redacted": r.pii_redacted, "created_at": r.created_at, "updated_at": r.updated_at}
 
 
 @router.get("/documents")

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from ingest.tables import embedding_cache
 from lineage.tables import answers, chunk_archive, outbox
 from schemas.retrieval import SearchFilter
 from services.answering import AnswerRequest
+from services.api.app import create_app
 from services.application import Application
 from services.ingestion import IngestTargets
 from services.wiring import Components
@@ -157,6 +159,16 @@ def test_tenant_policies_for_documents_and_queries(make_components: Any, ticket:
     _, pseudonymized = _ask(app, f"Which card did {EMAIL} use?", "pseudo")
     assert pseudonymized.query.startswith("Which card did [EMAIL:") and EMAIL not in pseudonymized.query
     assert pseudonymized.query.split()[3] in tokens  # the query's pseudonym matches the document's
+
+
+def test_api_document_view_shows_the_counts(make_components: Any) -> None:
+    with TestClient(create_app(Application(make_components()), run_relay=False)) as client:
+        created = client.post("/v1/documents", json={"text": TICKET, "media_type": "text/markdown"})
+        assert created.status_code == 201, created.text
+        document_id = created.json()["document_id"]
+        view = client.get(f"/v1/documents/{document_id}").json()
+    assert view["pii_redacted"]["card"] == 1 and view["pii_redacted"]["email"] >= 2
+    assert view["title"] == "Refund request from [EMAIL]"
 
 
 def test_cli_ingest_json_reports_the_totals(tmp_path: Path, ticket: Path) -> None:
