@@ -90,13 +90,17 @@ class QdrantEdgeIndex:
             self._call(shard.update, qe.UpdateOperation.upsert_points(batch))
 
     def upsert_arrays(self, collection: str, ids: Sequence[str], vectors: np.ndarray,
-                      payloads: Sequence[dict[str, Any]]) -> None:
+                      payloads: Sequence[dict[str, Any]], sparse: Sequence[SparseVector] | None = None) -> None:
         """Bulk path for benchmarks and re-embedding: numpy vectors go in without lists."""
         shard = self._shard(collection)
+        with_sparse = sparse is not None and self.has_sparse(collection)
+        sparse_or_none: Sequence[SparseVector | None] = sparse if sparse is not None else [None] * len(ids)
         for i in range(0, len(ids), _UPSERT_BATCH):
-            batch = [qe.Point(pid, vec, pl) for pid, vec, pl in
+            batch = [qe.Point(pid, {DENSE_VECTOR: vec, SPARSE_VECTOR: qe.SparseVector(sv.indices, sv.values)}
+                              if with_sparse and sv is not None else vec, pl)
+                     for pid, vec, pl, sv in
                      zip(ids[i : i + _UPSERT_BATCH], vectors[i : i + _UPSERT_BATCH], payloads[i : i + _UPSERT_BATCH],
-                         strict=True)]
+                         sparse_or_none[i : i + _UPSERT_BATCH], strict=True)]
             self._call(shard.update, qe.UpdateOperation.upsert_points(batch))
 
     def delete_document(self, collection: str, tenant: str, document_id: str, keep_version: str | None = None) -> None:

@@ -320,3 +320,16 @@ def test_points_without_a_sparse_vector_are_found_densely(index: VectorIndex) ->
     index.upsert(COLLECTION, [point("plain", 0, axis(0))])
     assert run(index, "dense", "anything", axis(0)) == ["plain"]
     assert run(index, "hybrid", "anything", axis(0)) == ["plain"]
+
+
+def test_edge_bulk_upsert_carries_sparse_vectors(tmp_path: Path) -> None:
+    index = QdrantEdgeIndex(tmp_path / "bulk")
+    try:
+        index.ensure_collection(COLLECTION, DIM)
+        texts = ["alpha beta", "zebraquux gamma"]
+        points = [point(f"d{i}", 0, axis(i)) for i in range(2)]
+        index.upsert_arrays(COLLECTION, [p.chunk_id for p in points], np.array([p.vector for p in points]),
+                            [p.payload for p in points], sparse=ENCODER.encode_documents(texts))
+        assert run(index, "sparse", "zebraquux", axis(5)) == ["d1"]
+    finally:
+        index.close()
