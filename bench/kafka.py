@@ -21,6 +21,8 @@ temporary directory, deleted after). Client tuning: ``--linger-ms``, ``--batch-b
 5. Lag: answers recorded at ``--rate``/s for ``--lag-seconds`` by a writer process, the
    relay thread and a lander at their default settings (relay: 10,000 rows or 5 s;
    lander: 5,000 records or 5 s); lag = Iceberg commit time - outbox ``created_at``.
+6. With ``--worker-docs N``: streaming ingestion, documents/s through one ``ragline worker``
+   against ``ragline ingest`` of the same documents (``bench/ingest_worker.py``; goal >= 0.9x).
 
 No timed assertions; it prints figures and a verdict line per goal (>= 20,000 events/s,
 p99 lag <= 30 s).
@@ -262,6 +264,18 @@ def direct(args: argparse.Namespace, workdir: Path) -> float:
     return args.events / (time.perf_counter() - started)
 
 
+def worker_vs_ingest(args: argparse.Namespace, bootstrap: str) -> float:
+    """Streaming ingestion (``bench/ingest_worker.py``): documents/s through one ``ragline
+    worker`` against ``ragline ingest`` of the same documents; prints them, returns the ratio."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ingest_worker", ROOT / "bench" / "ingest_worker.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return float(module.compare(bootstrap, args.worker_docs, args.worker_pdfs, repeat=1)["ratio"])
+
+
 def start_broker(workdir: Path) -> tuple[str, dict[str, str]]:
     env = os.environ | {"RAGLINE_KAFKA_STATE": str(workdir / "kafka")}
     done = subprocess.run([str(KAFKA_SH), "start"], env=env, capture_output=True, text=True, check=True)
@@ -281,6 +295,10 @@ def main() -> None:
     parser.add_argument("--landers", type=int, default=1, help="lander processes in the group (end to end)")
     parser.add_argument("--rate", type=float, default=500.0, help="answers/s of the lag phase")
     parser.add_argument("--lag-seconds", type=float, default=60.0, help="length of the lag phase (0: skip it)")
+    parser.add_argument("--worker-docs", type=int, default=0, help="streaming ingestion: this many text documents "
+                        "(plus tests/corpora's code, HTML and --worker-pdfs PDFs) through `ragline worker` against "
+                        "`ragline ingest` (0: skip it; bench/ingest_worker.py runs it alone)")
+    parser.add_argument("--worker-pdfs", type=int, default=6)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ragline-bench-kafka-") as tmp:
@@ -323,6 +341,8 @@ def main() -> None:
                       f"(relay 10,000/5 s, lander 5,000/5 s): p50 {p50:.1f} s, p99 {p99:.1f} s, max {worst:.1f} s "
                       f"({n:,} answers)")
                 verdicts.append(("lag p99 s", p99, GOAL_P99_S, True))
+            if args.worker_docs > 0:
+                worker_vs_ingest(args, bootstrap)  # prints its figures and its verdict (goal >= 0.9)
             print("verdicts:")
             for name, value, goal, lower in verdicts:
                 ok = value <= goal if lower else value >= goal
