@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import create_engine, inspect, select, text
 
 from lineage.tables import answers, forget_receipts
@@ -54,10 +55,18 @@ def rows_holding(url: str, needle: str) -> list[str]:
     return found
 
 
-def test_forget_leaves_no_byte_behind(db_url: str, make_components: MakeComponents, tmp_path: Path) -> None:
-    canary = f"QUOKKA{uuid.uuid4().hex[:12].upper()}"
+@pytest.mark.parametrize("kind", ["word", "pii-unredacted"])
+def test_forget_leaves_no_byte_behind(kind: str, db_url: str, make_components: MakeComponents,
+                                      tmp_path: Path) -> None:
+    """``pii-unredacted``: the canary is an e-mail address ingested with redaction off, so
+    the raw value really reaches every store before the erasure."""
     home = tmp_path / "home"
     overrides: dict[str, Any] = {"home": home}
+    if kind == "word":
+        canary = f"QUOKKA{uuid.uuid4().hex[:12].upper()}"
+    else:
+        canary = f"archivist.{uuid.uuid4().hex[:10]}@example.org"
+        overrides["pii"] = {"mode": "off"}
     url = None
     if db_url.startswith("postgresql"):  # SQLite: the default database file under RAGLINE_HOME, scanned with it
         url = overrides["database_url"] = db_url
