@@ -343,7 +343,18 @@ class KafkaPublisher:
     def close(self) -> None:
         if self._producer is not None:
             producer, self._producer = self._producer, None
-            try:
-                producer.close(timeout=1)
-            except Exception as exc:  # noqa: BLE001 - closing a broken producer must not mask the failure
-                log.debug("closing the lineage producer: %s", exc)
+            close_producer(producer)
+
+
+def close_producer(producer: Any, timeout_s: float = 1.0) -> None:
+    """Close, and if records are still pending (the broker is down) abandon them: kafka-python's
+    ``close`` flushes first and raises on timeout before stopping its sender thread, which
+    then retries on and is closed again, noisily, when collected."""
+    try:
+        producer.close(timeout=timeout_s)
+    except Exception as exc:  # noqa: BLE001 - closing a broken producer must not mask the failure
+        log.debug("closing a Kafka producer: %s", exc)
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()  # pending batches fail; nothing waits on them any more
+        producer._closed = True

@@ -59,6 +59,7 @@ from lineage.kafka import (
     DecodedEvent,
     KafkaConfig,
     KafkaUnavailableError,
+    close_producer,
     ensure_topics,
     from_record,
     translated,
@@ -150,12 +151,13 @@ class KafkaLander:
         return self.report
 
     def close(self) -> None:
-        for client in (self._consumer, self._dlq):
-            if client is not None:
-                try:
-                    client.close()
-                except Exception as exc:  # noqa: BLE001 - closing must not mask what ended the run
-                    log.debug("closing a lander client: %s", exc)
+        if self._dlq is not None:
+            close_producer(self._dlq)
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except Exception as exc:  # noqa: BLE001 - closing must not mask what ended the run
+                log.debug("closing the lander's consumer: %s", exc)
         self._consumer = self._dlq = None
 
     # --- consuming ---------------------------------------------------------------
