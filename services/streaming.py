@@ -481,7 +481,8 @@ class Streaming:
         self._max_bytes = max_bytes
 
     def worker(self, *, client_id: str = "ragline-worker", metrics: WorkerMetrics | None = None) -> IngestWorker:
-        return IngestWorker(ingestion=self._ingestion(), log_=self._request_log(client_id), in_flight=self._in_flight,
+        log_ = self._request_log(client_id)  # first: a missing broker setting fails before the model loads
+        return IngestWorker(ingestion=self._ingestion(), log_=log_, in_flight=self._in_flight,
                             max_bytes=self._max_bytes, metrics=metrics)
 
     def background_worker(self, metrics: WorkerMetrics | None = None) -> BackgroundWorker:
