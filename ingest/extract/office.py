@@ -118,10 +118,11 @@ def _partitioner() -> Any:
         from unstructured.partition.auto import partition
     except ImportError as exc:
         raise ConfigurationError("office formats need the extra: pip install 'ragline[office]'") from exc
-    tokenize._get_nlp = _offline_nlp  # type: ignore[assignment]  # (its spaCy loader downloads a model)
+    tokenize._get_nlp = _offline_nlp  # (its spaCy loader downloads a model)
     return partition
 
 
+@cache  # as unstructured's own loader is: a blank pipeline costs ~55 ms to build, per paragraph otherwise
 def _offline_nlp() -> Any:
     import spacy
 

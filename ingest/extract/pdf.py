@@ -153,6 +153,8 @@ class PdfExtractor:
                     if not skip_bad_pages or isinstance(_unwrap(exc), MemoryError):  # memory: the sandbox's limit
                         raise
                     bad_pages.append((number, _unwrap(exc)))
+                finally:
+                    page.close()  # its parsed objects: memory stays per page, not per document
             outline = _outline(doc)
             ocr_notes = self._ocr(pages, doc, started)
         finally:

@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 
 from ingest.extract import detect
 from ingest.extract.ocr import OcrConfig
-from ingest.extract.sandbox import SandboxLimits, run_sandboxed
+from ingest.extract.sandbox import PoolConfig, SandboxLimits, shared_pool
 from schemas.documents import ExtractedDocument, SourceDocument
 from schemas.errors import ExtractionError, LimitExceededError
 from schemas.protocols import Extractor
@@ -36,8 +36,15 @@ class ExtractionLimits:
     max_bytes: int = 50 * 1024 * 1024
     max_pages: int = 2000
     timeout_s: float = 60.0  # pdfplumber needs ~0.15 s per page of dense text
+    #: Address space one file may add to its sandbox worker (RLIMIT_AS above the worker's size
+    #: when the file starts). 1 GiB: a 137-page, 5 MB PDF built from the corpus peaks ~60 MB
+    #: above the worker's size now that pages are released as they are read (pdfplumber kept
+    #: every page: ~620 MB), so 1 GiB leaves ~15x headroom for large legitimate files, while
+    #: a bomb stops at 1 GiB per worker (2 GiB on 2 cores) on a machine that also holds the model.
     memory_mb: int = 1024
     ocr: OcrConfig = field(default_factory=OcrConfig)  # image-only PDF pages
+    #: The sandbox workers: how many (0: one per core) and when each is replaced.
+    pool: PoolConfig = field(default_factory=PoolConfig)
 
 
 @cache
@@ -93,7 +100,7 @@ def extract_document(source: SourceDocument, limits: ExtractionLimits) -> Extrac
     ocr = replace(limits.ocr, time_budget_s=0.75 * limits.timeout_s)
     if name in _SANDBOXED or name.startswith("ep:"):
         sandbox = SandboxLimits(timeout_s=limits.timeout_s, memory_mb=limits.memory_mb)
-        return run_sandboxed(
+        return shared_pool(limits.pool).run(
             _extract_with, sandbox, source.source_uri,
             name, source.data, source.source_uri, source.password, limits.max_pages, ocr,
         )
