@@ -336,6 +336,7 @@ def _answer_row(answer: AnswerRecord, created: datetime, keep_query: bool) -> tu
         answer.embedding_model_version, answer.prompt_template_version, answer.prompt_template_sha256,
         answer.llm_model_version, events.utc(answer.retrieval_timestamp), answer.collection, answer.filters,
         answer.usage.model_dump(), answer.timings_ms, answer.traceparent, answer.response, answer.request_fingerprint,
+        answer.retrieval,
     )
 
 
@@ -371,4 +372,5 @@ def record_from_rows(row: Any, refs: Sequence[Any]) -> AnswerRecord:
         retrieval_timestamp=events.utc(row["retrieval_timestamp"]), collection=row["collection"],
         filters=row["filters"], usage=TokenUsage(**row["usage"]), timings_ms=row["timings_ms"],
         traceparent=row["traceparent"], response=row["response"], request_fingerprint=row["request_fingerprint"],
+        retrieval=row.get("retrieval"),
     )

@@ -3,7 +3,7 @@
 The event log (outbox → Iceberg) is the source of truth; these rows answer auditors'
 questions in milliseconds. Migrations live in the one alembic history in ``services``
 (``0002_lineage``, ``0003_outbox_pending``,
-``0004_answer_request_fingerprint``), which must match these definitions.
+``0004_answer_request_fingerprint``, ``0009_answer_retrieval``), which must match these definitions.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ answers = Table(
     Column("traceparent", String(64)),
     Column("response", JSON),  # the API response body, returned again to a retried Idempotency-Key
     Column("request_fingerprint", String(64)),  # the request behind an Idempotency-Key (0004)
+    Column("retrieval", JSON),  # mode, fusion, reranker: how the chunks were ranked (0009; NULL before)
     Index(None, "tenant", "created_at"),
     # Only the streams in flight: what the relay scans for streams whose process died (0004).
     Index("ix_answers_streaming", "created_at", sqlite_where=text("status = 'streaming'"),

@@ -5,7 +5,8 @@ schema evolution. Events from before hybrid search stay valid and land with null
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,18 @@ from lineage_records import make_answer
 from pyiceberg.catalog import load_catalog
 from pyiceberg.schema import Schema
 
-from lineage import IcebergLanding, OutboxEvent, build_answer_event, default_catalog_properties, serialize
+from lineage import (
+    IcebergLanding,
+    OutboxEvent,
+    SqlLineageStore,
+    build_answer_event,
+    default_catalog_properties,
+    serialize,
+)
 from lineage.errors import InvalidEventError
 from lineage.events import validate_event
 from lineage.iceberg import ANSWER_SCHEMA, ANSWER_TABLE
+from services.db import make_engine, migrate
 
 HYBRID = {"mode": "hybrid", "candidates": 15, "reranker": "none", "collapse_duplicates": True, "group_by": None,
           "sparse": "bm25-v1", "fusion": {"method": "rrf", "k": 60, "prefetch_limit": 100, "weights": None}}
@@ -61,3 +70,36 @@ def test_an_older_iceberg_table_gains_the_columns_and_lands_both_kinds(tmp_path:
     rows = lake.table(ANSWER_TABLE).scan().to_arrow().sort_by("outbox_seq").to_pylist()
     assert [(r["retrieval_mode"], r["reranker"]) for r in rows] == [
         ("hybrid", "none"), (None, None), ("hybrid", "http-rerank:cohere:rerank-v3")]
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[SqlLineageStore]:
+    engine = make_engine(db_url)
+    migrate(engine)
+    yield SqlLineageStore(engine, deployment="test")
+    engine.dispose()
+
+
+def test_the_answers_row_keeps_the_retrieval_parameters(store: SqlLineageStore) -> None:
+    answer = make_answer(retrieval=HYBRID)
+    store.record_answer(answer)
+    found = store.find_answer("acme", answer.answer_id)
+    assert found is not None and found.retrieval == HYBRID
+    legacy = make_answer()
+    store.record_answer(legacy)
+    assert store.find_answer("acme", legacy.answer_id).retrieval is None  # type: ignore[union-attr]
+
+
+def test_a_stream_finalized_by_the_relay_keeps_its_retrieval_in_the_event(store: SqlLineageStore) -> None:
+    from sqlalchemy import select
+
+    from lineage import parse
+    from lineage.tables import outbox
+
+    answer = make_answer(status="streaming", retrieval=HYBRID, created_at=datetime.now(UTC) - timedelta(hours=1))
+    store.begin_stream(answer)
+    assert store.finalize_stale_streams(older_than_s=60) == [answer.answer_id]
+    with store._engine.connect() as conn:  # noqa: SLF001 - the outbox row is what the relay sends
+        payload = conn.execute(select(outbox.c.payload).where(outbox.c.event_id == answer.answer_id)).scalar_one()
+    data = parse(payload).get_data()
+    assert data["status"] == "incomplete" and data["retrieval"] == HYBRID
