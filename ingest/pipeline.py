@@ -1,4 +1,4 @@
-"""sources -> extract -> redact PII -> chunk -> embed -> index, one document at a time.
+"""sources -> extract -> redact PII -> chunk -> embed -> index, several documents at a time.
 
 Re-ingest semantics (DESIGN.md): an unchanged document under the same pipeline
 fingerprint is a no-op that costs no embedding call; a changed one is indexed under
@@ -9,25 +9,35 @@ With a ``redactor``, PII is replaced right after extraction (text, heading paths
 metadata): chunks, their offsets (into the redacted text), embeddings, the embedding
 cache, index payloads, the chunk archive, the registry and lineage only ever see the
 redacted document. Per document, counts per entity type are recorded, never values.
+
+The stages overlap (see :class:`IngestPipeline`): extraction runs in the sandbox's warm
+workers, one document per core, chunking beside it, and one embedding batcher mixes the
+chunks of every document in flight into length-sorted requests; the writes stay on the
+calling thread, in input order.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import numpy as np
 from sqlalchemy.exc import DataError, IntegrityError
 
 from ingest.context import contextual_text
-from ingest.embed.client import EmbeddingClient
+from ingest.embed.batcher import EmbeddingBatcher
+from ingest.embed.client import CostEstimate, EmbeddingClient, EmbeddingPlan
 from ingest.extract.registry import ExtractionLimits, extract_document
+from ingest.extract.sandbox import shared_pool
 from ingest.extract.sanitize import clean_value, without_nul
 from ingest.redact import redact_document, redact_value
-from ingest.registry import DocumentRegistry
+from ingest.registry import DocumentRecord, DocumentRegistry
 from ingest.source_store import SourceStore, rereadable
 from ingest.sources import SourceFailure
 from schemas import ids
@@ -81,13 +91,63 @@ class IngestSummary:
             self.errors.append({"source": outcome.source_uri, "error": outcome.error})
 
 
+@dataclass
+class _Work:
+    """One document on its way through the pipeline, and what each stage found."""
+
+    source: SourceDocument | SourceFailure
+    outcome: DocumentOutcome | None = None  # settled without indexing (unchanged, refused)
+    failure: str | None = None  # extraction or embedding failed: recorded as failed
+    crash: BaseException | None = None  # an error that stops the run (store down), raised in order
+    doc_id: str = ""
+    version: str = ""
+    existing: DocumentRecord | None = None
+    document: ExtractedDocument | None = None
+    chunks: list[Chunk] = field(default_factory=list)
+    pii: dict[str, int] = field(default_factory=dict)
+    texts: list[str] = field(default_factory=list)
+    plan: EmbeddingPlan | None = None
+    fresh: dict[str, np.ndarray] | None = None  # vectors embedded for this document's misses
+    cost: CostEstimate | None = None  # --estimate
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def held(self) -> int:
+        """Bytes this document holds while in flight (what bounds the window)."""
+        data = len(self.source.data) if isinstance(self.source, SourceDocument) else 0
+        return data + 2 * sum(len(t) for t in self.texts)
+
+    def embedded(self, fresh: dict[str, np.ndarray] | None, error: BaseException | None) -> None:
+        if isinstance(error, TerminalError | EmbeddingError):
+            self.failure = str(error)
+        elif error is not None:
+            self.crash = error
+        self.fresh = fresh
+        self.ready.set()
+
+
 class IngestPipeline:
+    """Documents through extract -> redact -> chunk -> embed -> index, several at a time.
+
+    :meth:`ingest` overlaps the stages: up to ``workers`` documents are extracted at once
+    (one per sandbox worker, so every core parses), chunked as soon as each is extracted,
+    and handed to one :class:`~ingest.embed.batcher.EmbeddingBatcher` whose requests mix
+    every document in flight (sorted by length), so the model is never starved by one
+    slow parse and small documents share requests. Writes (index, registry, archive,
+    lineage) happen on the calling thread, one document at a time **in input order**, and
+    ``on_document`` is called in that order too: a document is indexed only after every
+    one before it. In flight at most ``max_documents`` documents or ``max_bytes`` of their
+    bytes and texts: memory stays flat however large the corpus (a slow document holds
+    the window until it is done, while the model works through the ones after it).
+    """
+
     def __init__(self, *, limits: ExtractionLimits, chunker_for: Callable[[ExtractedDocument], Chunker],
                  embedder: EmbeddingClient, index: VectorIndex, registry: DocumentRegistry, collection: str,
                  pipeline_fingerprint: str, archive: ChunkArchive | None = None, redactor: Redactor | None = None,
                  on_change: Callable[[DocumentChange], None] | None = None,
                  source_store: SourceStore | None = None, also_to: tuple[str, ...] = (),
-                 sparse: SparseEncoder | None = None, context_headers: bool = False) -> None:
+                 sparse: SparseEncoder | None = None, context_headers: bool = False,
+                 max_documents: int = 64, max_bytes: int = 256 * 1024 * 1024) -> None:
         """``also_to``: other generations that must see every write while they coexist with
         ``collection`` (the one still serving queries, until the new one is complete).
         ``sparse``: each chunk also gets a lexical sparse vector (hybrid search);
@@ -107,11 +167,15 @@ class IngestPipeline:
         self._redactor = redactor  # PII redaction between extraction and chunking (None: none)
         self._sparse = sparse
         self._context_headers = context_headers
+        self.max_documents = max_documents
+        self.max_bytes = max_bytes
 
     def _embedded_texts(self, document: ExtractedDocument, chunks: list[Chunk]) -> list[str]:
         if not self._context_headers:
             return [c.text for c in chunks]
         return [contextual_text(document.metadata.get("title"), c.heading_path, c.text) for c in chunks]
+
+    # -- many documents ------------------------------------------------------------------
 
     def ingest(self, sources: Iterable[SourceDocument | SourceFailure], *, estimate_only: bool = False,
                on_document: Callable[[DocumentOutcome], None] | None = None) -> IngestSummary:
@@ -119,68 +183,193 @@ class IngestPipeline:
         started = time.perf_counter()
         estimate = {"texts": 0, "uncached_texts": 0, "tokens": 0, "cost_usd": 0.0}
         self._index.ensure_collection(self.collection, self.embedder.embedder.dimensions)
-        for source in sources:
-            try:
-                if isinstance(source, SourceFailure):
-                    outcome = DocumentOutcome(source.source_uri, "failed", error=source.error)
-                elif estimate_only:
-                    outcome = self._estimate_one(source, estimate)
-                else:
-                    outcome = self.ingest_one(source)
-            except BudgetExceededError as exc:
-                summary.stopped = str(exc)
-                break
-            summary.add(outcome)
-            if on_document:
-                on_document(outcome)
+        pool = shared_pool(self._limits.pool)
+        pool.warm()  # the workers import their parsers while the first files are read
+        # In a budgeted run a document is admitted to embedding only when it is next to be
+        # written, so the budget stops the run exactly where sequential ingestion would.
+        batcher = None if estimate_only else EmbeddingBatcher(self.embedder)
+        eager = batcher if batcher is not None and not self.embedder.budgeted else None
+        prepare = ThreadPoolExecutor(pool.config.size + 1, thread_name_prefix="ragline-prepare")
+        window: deque[_Work] = deque()
+        pending = iter(sources)
+        held = 0
+        clean = False
+        try:
+            while True:
+                while len(window) < self.max_documents and held < self.max_bytes:
+                    source = next(pending, None)
+                    if source is None:
+                        break
+                    work = _Work(source)
+                    window.append(work)
+                    held += work.held
+                    prepare.submit(self._prepare, work, eager, estimate_only)
+                if not window:
+                    break
+                work = window.popleft()
+                work.ready.wait()
+                held = sum(w.held for w in window)
+                try:
+                    if estimate_only:
+                        outcome = self._settle_estimate(work, estimate)
+                    else:
+                        if batcher is not None and eager is None:
+                            self._embed_now(work, batcher)
+                        outcome = self._settle(work)
+                except BudgetExceededError as exc:
+                    summary.stopped = str(exc)
+                    break
+                summary.add(outcome)
+                if on_document:
+                    on_document(outcome)
+            clean = True
+        finally:
+            # Preparing writes nothing: on an abort, documents still being parsed are left to finish alone.
+            prepare.shutdown(wait=clean, cancel_futures=True)
+            if batcher is not None:
+                batcher.close()
         summary.estimate = estimate if estimate_only else None
         summary.elapsed_s = time.perf_counter() - started
         return summary
 
+    def _embed_now(self, work: _Work, batcher: EmbeddingBatcher) -> None:
+        """A budgeted run: reserve this document's tokens (or stop), then embed it."""
+        if work.plan is None or work.outcome or work.failure or work.crash:
+            return
+        self.embedder.reserve(work.plan.tokens)
+        work.ready.clear()
+        batcher.submit(work.plan, work.embedded)
+        work.ready.wait()
+
+    # -- one document ----------------------------------------------------------------------
+
     def ingest_one(self, source: SourceDocument) -> DocumentOutcome:
         """Index one document; a bad document becomes a failed outcome, never an exception."""
-        if source.document_id is not None and not 0 < len(source.document_id) <= MAX_DOCUMENT_ID:
-            return DocumentOutcome(source.source_uri, "failed", source.document_id[:MAX_DOCUMENT_ID],
-                                   error=f"document_id must be 1 to {MAX_DOCUMENT_ID} characters")
+        work = _Work(source)
+        self._prepare(work, None, False)
+        if work.plan is not None and not (work.outcome or work.failure or work.crash):
+            try:
+                fresh = self.embedder.embed_plan(work.plan)
+            except EmbeddingError as exc:
+                work.failure = str(exc)
+            else:
+                work.fresh = fresh
+        return self._settle(work)
+
+    def _prepare(self, work: _Work, batcher: EmbeddingBatcher | None, estimate_only: bool) -> None:
+        """Everything before the write that can run beside other documents: the registry's
+        verdict, extraction (sandboxed), redaction, chunking, the embedding plan (cache
+        lookup, over-long policy), and, given a ``batcher``, the request for the vectors."""
+        submitted = False
         try:
-            return self._ingest_checked(source)
+            source = work.source
+            if isinstance(source, SourceFailure):
+                work.outcome = DocumentOutcome(source.source_uri, "failed", error=source.error)
+            elif estimate_only:
+                self._prepare_estimate(work, source)
+            elif self._check_identity(work, source):
+                self._prepare_document(work, source)
+                if batcher is not None and work.plan is not None and work.failure is None:
+                    batcher.submit(work.plan, work.embedded)
+                    submitted = True
+        except BaseException as exc:  # noqa: BLE001 - raised on the writing thread, in order
+            work.crash = exc
+        finally:
+            if not submitted:
+                work.ready.set()
+
+    def _check_identity(self, work: _Work, source: SourceDocument) -> bool:
+        """Settle a document with a bad id or unchanged content; True if it is to be indexed."""
+        if source.document_id is not None and not 0 < len(source.document_id) <= MAX_DOCUMENT_ID:
+            work.outcome = DocumentOutcome(source.source_uri, "failed", source.document_id[:MAX_DOCUMENT_ID],
+                                           error=f"document_id must be 1 to {MAX_DOCUMENT_ID} characters")
+            return False
+        work.doc_id = source.document_id or ids.document_id(source.tenant, source.source_uri)
+        work.version = ids.document_version(source.data)
+        work.existing = self._registry.get(source.tenant, work.doc_id)
+        if self._unchanged(work.existing, work.version):
+            work.outcome = DocumentOutcome(source.source_uri, "unchanged", work.doc_id, work.version,
+                                           work.existing.chunk_count if work.existing else 0)
+            return False
+        return True
+
+    def _unchanged(self, existing: DocumentRecord | None, version: str) -> bool:
+        return bool(existing and existing.status == "indexed" and existing.version == version
+                    and existing.pipeline_fingerprint == self.fingerprint and existing.collection == self.collection)
+
+    def _prepare_document(self, work: _Work, source: SourceDocument) -> None:
+        try:
+            work.document, work.chunks, work.pii = self._extract_and_chunk(source)
+            work.texts = self._embedded_texts(work.document, work.chunks)
+            work.plan = self.embedder.plan(work.texts)
+        except TerminalError as exc:
+            work.failure = exc.reason if isinstance(exc, ExtractionError) else str(exc)
+
+    def _prepare_estimate(self, work: _Work, source: SourceDocument) -> None:
+        try:
+            document, chunks, work.pii = self._extract_and_chunk(source)
+        except TerminalError as exc:
+            work.outcome = DocumentOutcome(source.source_uri, "failed", error=str(exc))
+            return
+        work.chunks = chunks
+        work.cost = self.embedder.estimate(self._embedded_texts(document, chunks))
+
+    def _settle_estimate(self, work: _Work, estimate: dict[str, Any]) -> DocumentOutcome:
+        if work.crash is not None:
+            raise work.crash
+        if work.outcome is not None:
+            return work.outcome
+        assert work.cost is not None
+        estimate["texts"] += work.cost.texts
+        estimate["uncached_texts"] += work.cost.uncached_texts
+        estimate["tokens"] += work.cost.tokens
+        estimate["cost_usd"] += work.cost.cost_usd
+        return DocumentOutcome(work.source.source_uri, "new", chunks=len(work.chunks), pii_redacted=work.pii)
+
+    def _settle(self, work: _Work) -> DocumentOutcome:
+        """The writing half, on the calling thread: record a failure, or index the document."""
+        source = work.source
+        try:
+            if work.crash is not None:
+                raise work.crash
+            if work.outcome is not None:
+                if (work.outcome.status == "unchanged" and work.existing is not None
+                        and isinstance(source, SourceDocument)
+                        and work.existing.source_root != source.source_root):  # read again from another root
+                    self._registry.record_source_root(source.tenant, work.doc_id, source.source_root)
+                return work.outcome
+            assert isinstance(source, SourceDocument)
+            if work.failure is not None:
+                self._registry.record_failed(
+                    tenant=source.tenant, document_id=work.doc_id, version=work.version,
+                    source_uri=source.source_uri, error=work.failure, pipeline_fingerprint=self.fingerprint,
+                    collection=self.collection, source_root=source.source_root)
+                return DocumentOutcome(source.source_uri, "failed", work.doc_id, work.version, error=work.failure)
+            return self._write(work, source)
         except (BudgetExceededError, TransientError, VectorIndexError):
             raise
         except (TerminalError, DataError, IntegrityError) as exc:
             # A store refused this document's data: this document fails, the run goes on,
             # and the message carries no SQL text or parameters.
-            return DocumentOutcome(source.source_uri, "failed", error=f"could not record the document: "
-                                                                      f"{_describe(exc)}")
+            return DocumentOutcome(source.source_uri, "failed", work.doc_id or None,
+                                   error=f"could not record the document: {_describe(exc)}")
 
-    def _ingest_checked(self, source: SourceDocument) -> DocumentOutcome:
-        doc_id = source.document_id or ids.document_id(source.tenant, source.source_uri)
-        version = ids.document_version(source.data)
+    def _write(self, work: _Work, source: SourceDocument) -> DocumentOutcome:
+        doc_id, version, document, chunks, pii = work.doc_id, work.version, work.document, work.chunks, work.pii
+        assert document is not None and work.plan is not None and work.fresh is not None
+        # Read again: an earlier document of this run may have been this one (a repeated upsert).
         existing = self._registry.get(source.tenant, doc_id)
-        if (existing and existing.status == "indexed" and existing.version == version
-                and existing.pipeline_fingerprint == self.fingerprint and existing.collection == self.collection):
-            if existing.source_root != source.source_root:  # read again from another root, or not from disk
-                self._registry.record_source_root(source.tenant, doc_id, source.source_root)
-            return DocumentOutcome(source.source_uri, "unchanged", doc_id, version, existing.chunk_count)
-        try:
-            document, chunks, pii = self._extract_and_chunk(source)
-            texts = self._embedded_texts(document, chunks)
-            vectors = self.embedder.embed(texts)
-        except BudgetExceededError:
-            raise
-        except (TerminalError, EmbeddingError) as exc:
-            error = exc.reason if isinstance(exc, ExtractionError) else str(exc)
-            self._registry.record_failed(
-                tenant=source.tenant, document_id=doc_id, version=version, source_uri=source.source_uri,
-                error=error, pipeline_fingerprint=self.fingerprint, collection=self.collection,
-                source_root=source.source_root)
-            return DocumentOutcome(source.source_uri, "failed", doc_id, version, error=error)
+        if self._unchanged(existing, version):
+            return DocumentOutcome(source.source_uri, "unchanged", doc_id, version, len(chunks))
+        self.embedder.remember(work.fresh)
+        vectors = self.embedder.assemble(work.plan, work.fresh)
         chunk_ids = [ids.chunk_id(source.tenant, doc_id, version, self.fingerprint, c.index) for c in chunks]
         payload_base = {
             "tenant": source.tenant, "document_id": doc_id, "document_version": version,
             "source_uri": source.source_uri, "media_type": document.media_type,
             "access_tags": list(source.access_tags), "title": document.metadata.get("title"),
         }
-        sparse = self._sparse.encode_documents(texts) if self._sparse is not None else [None] * len(chunks)
+        sparse = self._sparse.encode_documents(work.texts) if self._sparse is not None else [None] * len(chunks)
         points = [IndexedPoint(chunk_id=cid, vector=vec.tolist(), payload={**payload_base, **_chunk_payload(c)},
                                sparse=sv)
                   for cid, c, vec, sv in zip(chunk_ids, chunks, vectors, sparse, strict=True)]
@@ -215,6 +404,7 @@ class IngestPipeline:
         status: Status = "updated" if existing and existing.status == "indexed" else "new"
         return DocumentOutcome(source.source_uri, status, doc_id, version, len(chunks), warnings=document.warnings,
                                pii_redacted=pii)
+
 
     def delete(self, tenant: str, document_id: str, also_from: tuple[str, ...] = ()) -> bool:
         """Remove a document from retrieval (lineage and archived chunks stay), in its own
@@ -258,18 +448,6 @@ class IngestPipeline:
         for entity, n in found.items():
             counts[entity] = counts.get(entity, 0) + n
         return metadata
-
-    def _estimate_one(self, source: SourceDocument, estimate: dict[str, Any]) -> DocumentOutcome:
-        try:
-            document, chunks, pii = self._extract_and_chunk(source)
-        except TerminalError as exc:
-            return DocumentOutcome(source.source_uri, "failed", error=str(exc))
-        cost = self.embedder.estimate(self._embedded_texts(document, chunks))
-        estimate["texts"] += cost.texts
-        estimate["uncached_texts"] += cost.uncached_texts
-        estimate["tokens"] += cost.tokens
-        estimate["cost_usd"] += cost.cost_usd
-        return DocumentOutcome(source.source_uri, "new", chunks=len(chunks), pii_redacted=pii)
 
 
 def _describe(exc: BaseException) -> str:

@@ -63,6 +63,9 @@ class ExtractionSettings(_Group):
                                description="Tesseract languages, e.g. eng or eng+deu (their OS data packages)")
     ocr_max_pages: int = Field(50, ge=0, description="pages OCR'd per document at most; the rest are named in a "
                                "warning (OCR also stops at 3/4 of timeout_s: ~2.5 s a page)")
+    workers: int = Field(0, ge=0, description="sandboxed extraction workers kept warm (0: one per core)")
+    worker_recycle_after: int = Field(200, ge=1, description="files an extraction worker parses before it is "
+                                      "replaced by a fresh one")
 
 
 class FetchSettings(_Group):

@@ -20,6 +20,7 @@ from ingest.embed import BatchingConfig, EmbeddingCache, EmbeddingClient
 from ingest.embed.sparse import BM25SparseEncoder
 from ingest.extract import ExtractionLimits, detect
 from ingest.extract.ocr import OcrConfig
+from ingest.extract.sandbox import PoolConfig
 from ingest.fetch import FetchPolicy
 from ingest.pipeline import IngestPipeline
 from ingest.redact import PiiPolicy, PiiRedactor, TenantRule
@@ -261,7 +262,8 @@ class Components:
         ext = self.settings.extraction
         return IngestPipeline(
             limits=ExtractionLimits(ext.max_bytes, ext.max_pages, ext.timeout_s, ext.memory_mb,
-                                    OcrConfig(ext.ocr, ext.ocr_languages, ext.ocr_max_pages)),
+                                    OcrConfig(ext.ocr, ext.ocr_languages, ext.ocr_max_pages),
+                                    PoolConfig(workers=ext.workers, recycle_after=ext.worker_recycle_after)),
             chunker_for=self.chunkers, embedder=self.embedding_client(), index=self.index,
             registry=self.registry, collection=self.collection, pipeline_fingerprint=self.pipeline_fingerprint,
             archive=self.chunk_archive, on_change=self.lineage.record_document_change, redactor=self.redactor,

@@ -47,6 +47,28 @@ class EmbeddingStats:
 
 
 @dataclass(frozen=True)
+class EmbeddingPlan:
+    """Texts to embed: their hashes in order, the vectors the cache holds, and each missing
+    text's pieces (one unless the over-long policy splits it) with their token counts."""
+
+    hashes: list[str]
+    found: dict[str, np.ndarray]
+    misses: dict[str, list[tuple[str, int]]]
+
+    @property
+    def tokens(self) -> int:
+        return sum(n for pieces in self.misses.values() for _, n in pieces)
+
+    def pieces(self) -> list[tuple[str, str, int]]:
+        return [(h, text, n) for h, pieces in self.misses.items() for text, n in pieces]
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    """The vector scaled to length 1 (the sum of a split text's pieces, or one piece)."""
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+
+@dataclass(frozen=True)
 class CostEstimate:
     texts: int
     uncached_texts: int
@@ -77,6 +99,7 @@ class EmbeddingClient:
         self._cache = cache
         self._price = price_per_million_tokens
         self._budget = budget_usd
+        self._reserved_usd = 0.0  # cost of the tokens admitted for embedding so far
 
     @property
     def model_version(self) -> str:
@@ -97,37 +120,72 @@ class EmbeddingClient:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for ``texts`` in order (float32, shape (n, dimensions))."""
+        plan = self.plan(texts)
+        fresh = self.embed_plan(plan)
+        self.remember(fresh)
+        return self.assemble(plan, fresh)
+
+    def plan(self, texts: Sequence[str]) -> EmbeddingPlan:
+        """What embedding ``texts`` takes: the cached vectors (one lookup), and the misses cut
+        to fit the model under the over-long policy (which may reject a text here)."""
         hashes = [text_hash(t) for t in texts]
         unique = dict(zip(hashes, texts, strict=True))
         found = self._cache.get_many(self.cache_key, list(unique)) if self._cache else {}
         with self.stats._lock:
             self.stats.cache_hits += sum(1 for h in hashes if h in found)
-        misses = {h: t for h, t in unique.items() if h not in found}
-        if misses:
-            fresh = self._embed_uncached(misses)
-            if self._cache:
-                self._cache.put_many(self.cache_key, fresh)
-            found.update(fresh)
-        out = np.empty((len(texts), self.embedder.dimensions), dtype=np.float32)
-        for i, h in enumerate(hashes):
-            out[i] = found[h]
+        missing = {h: t for h, t in unique.items() if h not in found}
+        counts = self.embedder.count_tokens(list(missing.values())) if missing else []
+        misses = {h: self._fit(t, n) for (h, t), n in zip(missing.items(), counts, strict=True)}
+        return EmbeddingPlan(hashes, found, misses)
+
+    def embed_plan(self, plan: EmbeddingPlan) -> dict[str, np.ndarray]:
+        """The vectors of a plan's misses (unit length, by text hash), within the budget."""
+        self.reserve(plan.tokens)
+        return self._embed_pieces(plan.pieces())
+
+    def reserve(self, tokens: int) -> None:
+        """Count ``tokens`` against the run's budget before they are sent (raises past it)."""
+        if self._budget is None or not self._price:
+            return
+        cost = tokens * self._price / 1_000_000
+        with self.stats._lock:
+            if self._reserved_usd + cost > self._budget:
+                raise BudgetExceededError(
+                    f"embedding {tokens:,} more tokens would cost ${self._reserved_usd + cost:.4f}, over the run "
+                    f"budget of ${self._budget:.4f} (RAGLINE_EMBEDDING_BUDGET_USD); nothing more was embedded")
+            self._reserved_usd += cost
+
+    @property
+    def budgeted(self) -> bool:
+        """Whether a run budget applies (then documents are admitted to embedding in order)."""
+        return self._budget is not None and bool(self._price)
+
+    def remember(self, fresh: dict[str, np.ndarray]) -> None:
+        """Keep freshly embedded vectors in the persistent cache."""
+        if self._cache and fresh:
+            self._cache.put_many(self.cache_key, fresh)
+
+    def assemble(self, plan: EmbeddingPlan, fresh: dict[str, np.ndarray]) -> np.ndarray:
+        out = np.empty((len(plan.hashes), self.embedder.dimensions), dtype=np.float32)
+        for i, h in enumerate(plan.hashes):
+            out[i] = plan.found[h] if h in plan.found else fresh[h]
         return out
 
-    def _embed_uncached(self, misses: dict[str, str]) -> dict[str, np.ndarray]:
-        keys = list(misses)
-        counts = self.embedder.count_tokens([misses[k] for k in keys])
-        pieces: list[tuple[str, str, int]] = []  # (key, text, tokens)
-        for key, count in zip(keys, counts, strict=True):
-            pieces.extend((key, text, n) for text, n in self._fit(misses[key], count))
-        self._check_budget(sum(n for _, _, n in pieces))
-        batches = list(self._batches(pieces))
-        with ThreadPoolExecutor(max_workers=self.config.max_in_flight) as pool:
-            results = list(pool.map(self._call_with_retry, batches))
+    def _embed_pieces(self, pieces: list[tuple[str, str, int]]) -> dict[str, np.ndarray]:
+        """Embed (key, text, tokens) pieces, sorted by length so that a batch pads little."""
+        if not pieces:
+            return {}
+        batches = list(self._batches(sorted(pieces, key=lambda p: p[2])))
+        if len(batches) == 1 or self.config.max_in_flight == 1:
+            results = [self.call(batch) for batch in batches]
+        else:
+            with ThreadPoolExecutor(max_workers=self.config.max_in_flight) as pool:
+                results = list(pool.map(self.call, batches))
         sums: dict[str, np.ndarray] = {}
         for batch, vectors in zip(batches, results, strict=True):
             for (key, _, _), vector in zip(batch, vectors, strict=True):
                 sums[key] = sums[key] + vector if key in sums else np.array(vector, dtype=np.float32)
-        return {k: v / max(float(np.linalg.norm(v)), 1e-12) for k, v in sums.items()}
+        return {k: unit(v) for k, v in sums.items()}
 
     def _fit(self, text: str, count: int) -> list[tuple[str, int]]:
         """Apply the over-long policy: pieces of ``text`` that each fit the model."""
@@ -172,17 +230,8 @@ class EmbeddingClient:
         if batch:
             yield batch
 
-    def _check_budget(self, tokens: int) -> None:
-        if self._budget is None or not self._price:
-            return
-        cost = tokens * self._price / 1_000_000
-        if self.stats.cost_usd + cost > self._budget:
-            raise BudgetExceededError(
-                f"embedding {tokens:,} more tokens would cost ${self.stats.cost_usd + cost:.4f}, over the run "
-                f"budget of ${self._budget:.4f} (RAGLINE_EMBEDDING_BUDGET_USD); nothing more was embedded"
-            )
-
-    def _call_with_retry(self, batch: list[tuple[str, str, int]]) -> list[list[float]]:
+    def call(self, batch: list[tuple[str, str, int]]) -> list[list[float]]:
+        """One request for a batch of (key, text, tokens) pieces, retried on transient errors."""
         texts = [text for _, text, _ in batch]
         tokens = sum(n for _, _, n in batch)
         retrying = Retrying(
