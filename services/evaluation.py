@@ -206,7 +206,8 @@ def run_eval(settings: Settings, folder: Path, *, split: str = "test", use_index
         finally:
             application.close()
     with eval_home(home) as where:
-        application = build_application(eval_settings(settings, where))
+        configured = eval_settings(settings, where)
+        application = build_application(configured)
         try:
             owner = tenant or application.settings.default_tenant
             ids: set[str] = set()
@@ -219,6 +220,11 @@ def run_eval(settings: Settings, folder: Path, *, split: str = "test", use_index
                 if on_document:
                     on_document()
             application.generations.after_ingest(application.settings.index.optimize_after_points)
+        finally:
+            application.close()
+        # Opened again: a kept home's alias may just have moved to the generation built now.
+        application = build_application(configured)
+        try:
             report = evaluate(application, dataset, modes=modes, tenant=owner, corpus_ids=ids, on_query=on_query)
             report.documents = len(ids) - len(failed)
             return report

@@ -84,3 +84,10 @@ def test_the_cli_prints_json_per_mode(beir: Path, tmp_path: Path, monkeypatch: p
     assert set(data["modes"]) == {"sparse", "hybrid"} and set(data["modes"]["hybrid"]) == METRICS
     bad = CliRunner().invoke(app, ["eval", str(beir), "--mode", "fuzzy"])
     assert bad.exit_code == 2
+
+
+def test_a_kept_home_is_evaluated_on_the_generation_just_built(beir: Path, tmp_path: Path) -> None:
+    home = tmp_path / "eval-home"
+    before = run_eval(Settings(), beir, home=home, modes=("dense",))
+    after = run_eval(Settings(retrieval={"context_headers": False}), beir, home=home, modes=("dense",))
+    assert after.collection != before.collection  # a new pipeline fingerprint: a new generation, served
