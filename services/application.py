@@ -12,22 +12,18 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from ingest.embed import EmbeddingCache
-from lineage import LineageQueries
-from retrieval.prompts import load_template
-from retrieval.retriever import Retriever
-from services.answering import AnswerPolicy, AnswerService
-from services.audit import Audit
-from services.db import scrub
-from services.generations import Generations
-from services.ingestion import Ingestion, LocalSources
-from services.jobs import JobRunner
-from services.maintenance import Maintenance
-from services.settings import Settings
-from services.wiring import Components, build_fetch_policy, build_generator, build_reranker, retrieval_config
-
 if TYPE_CHECKING:
+    # Imported where each use case is built, so that a command imports only what it calls
+    # (``ragline --help`` none of it, ``ragline search`` no lineage lake, no ingest pipeline).
+    from services.answering import AnswerService
+    from services.audit import Audit
+    from services.generations import Generations
+    from services.ingestion import Ingestion, LocalSources
+    from services.jobs import JobRunner
+    from services.maintenance import Maintenance
+    from services.settings import Settings
     from services.streaming import Streaming
+    from services.wiring import Components
 
 
 class Application:
@@ -38,6 +34,8 @@ class Application:
 
     @cached_property
     def generations(self) -> Generations:
+        from services.generations import Generations
+
         c = self._components
         return Generations(
             index=c.index, registry=c.registry, alias=c.alias, target=c.collection, serving=c.serving_collection,
@@ -46,6 +44,9 @@ class Application:
 
     @cached_property
     def ingestion(self) -> Ingestion:
+        from services.ingestion import Ingestion
+        from services.wiring import build_fetch_policy
+
         c = self._components
         return Ingestion(
             pipeline=c.pipeline, registry=c.registry, generations=self.generations, source_store=c.source_store,
@@ -58,6 +59,9 @@ class Application:
     @cached_property
     def local_sources(self) -> LocalSources:
         """The operator's files and what the registry holds of them; opens no index."""
+        from services.ingestion import LocalSources
+        from services.wiring import build_fetch_policy
+
         return LocalSources(registry=self._components.registry, max_bytes=self.settings.extraction.max_bytes,
                             operator_fetch=build_fetch_policy(self.settings, operator=True),
                             default_passwords_file=self.settings.extraction.passwords_file)
@@ -74,6 +78,11 @@ class Application:
 
     @cached_property
     def answering(self) -> AnswerService:
+        from retrieval.prompts import load_template
+        from retrieval.retriever import Retriever
+        from services.answering import AnswerPolicy, AnswerService
+        from services.wiring import build_generator, build_reranker, retrieval_config
+
         c, gen, lineage = self._components, self.settings.generation, self.settings.lineage
         generations = self.generations
         generations.ensure()
@@ -91,6 +100,11 @@ class Application:
 
     @cached_property
     def audit(self) -> Audit:
+        from ingest.embed.cache import EmbeddingCache
+        from lineage.queries import LineageQueries
+        from services.audit import Audit
+        from services.db import scrub
+
         c = self._components
         return Audit(queries=LineageQueries(c.engine), ingestion=self.ingestion, archive=c.chunk_archive,
                      lineage=c.lineage, cache=EmbeddingCache(c.engine), lake=lambda: c.lineage_lake,
@@ -99,6 +113,8 @@ class Application:
 
     @cached_property
     def maintenance(self) -> Maintenance:
+        from services.maintenance import Maintenance
+
         c = self._components
         return Maintenance(generations=lambda: self.generations, engine=c.engine, relay=c.relay,
                            relay_interval_s=self.settings.lineage.relay.interval_s, lake=lambda: c.lineage_lake,
@@ -106,6 +122,8 @@ class Application:
 
     @cached_property
     def jobs(self) -> JobRunner:
+        from services.jobs import JobRunner
+
         runner = JobRunner(self._components.engine, self.settings.api.job_heartbeat_s)
         runner.start()
         return runner
@@ -117,4 +135,7 @@ class Application:
 
 
 def build_application(settings: Settings | None = None) -> Application:
+    from services.settings import Settings
+    from services.wiring import Components
+
     return Application(Components(settings or Settings()))

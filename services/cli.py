@@ -6,19 +6,23 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
-from ingest.pipeline import DocumentOutcome, IngestSummary
 from schemas.errors import RaglineError
 from services import output
-from services.application import Application, build_application
-from services.ingestion import IngestTargets
+from services.application import build_application
 from services.lineage_cli import documents_app, lander_cmd, lineage_app, relay_app
-from services.settings import Settings
 from services.worker import hosted_worker, produce_cmd, worker_cmd
+
+if TYPE_CHECKING:
+    # Commands import what they use when they run: ``ragline --help`` loads no model runtime,
+    # database, lineage lake or pipeline (``python -X importtime -m services.cli --help``).
+    from pydantic import ValidationError
+
+    from ingest.pipeline import DocumentOutcome, IngestSummary
+    from services.application import Application
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="ragline: RAG ingestion with answer lineage.")
@@ -35,6 +39,8 @@ TenantOpt = Annotated[str | None, typer.Option("--tenant", help="tenant (default
 
 
 def _application() -> Application:
+    from services.settings import Settings
+
     return build_application(Settings())
 
 
@@ -52,6 +58,8 @@ def ingest(
         "--prune", help="then remove the documents of these folders whose source is gone")] = False,
 ) -> None:
     """Index documents: extract, chunk, embed and upsert; unchanged ones cost nothing."""
+    from services.ingestion import IngestTargets
+
     application = _application()
     request = IngestTargets(targets, tenant or application.settings.default_tenant, tuple(tag or ()), passwords,
                             follow_symlinks, prune)
@@ -166,6 +174,7 @@ def eval_cmd(
     """Retrieval quality per mode on a BEIR test collection: nDCG@10, recall@10/100, MRR@10.
     Each document is ranked by its best chunk."""
     from services.evaluation import METRICS, RERANKED, run_eval
+    from services.settings import Settings
 
     for m in mode or ():
         if m not in ("dense", "sparse", "hybrid", RERANKED):
@@ -265,6 +274,7 @@ def serve(
     import uvicorn
 
     from services.api.app import create_app
+    from services.settings import Settings
 
     settings = Settings()
     loopback = host == "localhost" or _is_loopback(host, ipaddress)
@@ -295,11 +305,15 @@ def main() -> None:
     """
     try:
         app()
-    except ValidationError as exc:
-        output.error(_settings_message(exc))
-        sys.exit(1)
     except RaglineError as exc:
         output.error(str(exc))
+        sys.exit(1)
+    except Exception as exc:
+        from pydantic import ValidationError
+
+        if not isinstance(exc, ValidationError):
+            raise
+        output.error(_settings_message(exc))
         sys.exit(1)
 
 

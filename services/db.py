@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from schemas.errors import ConfigurationError
@@ -39,12 +38,44 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the latest revision (idempotent)."""
+    """Bring the schema to the latest revision (idempotent). A database already there is
+    left alone without loading alembic (~0.2 s of every CLI command's start)."""
+    if _at_head(engine):
+        return
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+_REVISION = re.compile(r'^(down_revision|revision)\s*=\s*["\']?([\w-]+|None)["\']?\s*$', re.MULTILINE)
+
+
+def _head_revision() -> str | None:
+    """The one revision of the history that no other revises (None if there is not exactly one)."""
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for script in (MIGRATIONS / "versions").glob("*.py"):
+        for kind, value in _REVISION.findall(script.read_text(encoding="utf-8")):
+            (revisions if kind == "revision" else revised).add(value)
+    heads = revisions - revised
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_head(engine: Engine) -> bool:
+    head = _head_revision()
+    if head is None:
+        return False
+    try:
+        with engine.connect() as conn:
+            versions = [row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))]
+    except SQLAlchemyError:
+        return False  # a new database: no version table yet
+    return versions == [head]
 
 
 def scrub(engine: Engine) -> None:

@@ -8,14 +8,16 @@ import threading
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from schemas.errors import ConfigurationError
 from services import output
-from services.application import Application, build_application
-from services.settings import Settings
+from services.application import build_application
+
+if TYPE_CHECKING:
+    from services.application import Application
 
 lineage_app = typer.Typer(no_args_is_help=True, help="Audit answer lineage: which answers used what.")
 relay_app = typer.Typer(help="Move outbox events into the Iceberg lineage tables.")
@@ -26,7 +28,7 @@ TenantOpt = Annotated[str | None, typer.Option("--tenant", help="only this tenan
 
 
 def _application() -> Application:
-    return build_application(Settings())
+    return build_application()
 
 
 def _moment(value: str | None, option: str) -> datetime | None:

@@ -12,35 +12,30 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
-
-from ingest.chunk import load_chunker
 from ingest.context import CONTEXT_HEADER_VERSION, HEADER_TOKENS
-from ingest.embed import BatchingConfig, EmbeddingCache, EmbeddingClient
-from ingest.embed.sparse import BM25SparseEncoder
-from ingest.extract import ExtractionLimits, detect
-from ingest.extract.ocr import OcrConfig
-from ingest.extract.sandbox import PoolConfig
-from ingest.fetch import FetchPolicy
-from ingest.pipeline import IngestPipeline
-from ingest.redact import PiiPolicy, PiiRedactor, TenantRule
-from ingest.registry import DocumentRegistry
-from ingest.source_store import SourceStore
-from lineage import IcebergLanding, OutboxRelay, RelayTarget, RelayWorker, SqlChunkArchive, SqlLineageStore
-from lineage.iceberg import resolve_catalog_properties
-from lineage.relay import outbox_backlog
+from ingest.embed.base import BatchingConfig
 from retrieval.index.base import collection_name
-from retrieval.retriever import RetrievalConfig
 from schemas import ids
 from schemas.documents import ExtractedDocument
 from schemas.errors import ConfigurationError
 from schemas.protocols import Chunker, Embedder, Generator, Reranker, SparseEncoder, VectorIndex
-from services.db import make_engine, migrate
 from services.settings import Settings
 
 if TYPE_CHECKING:
+    # Each builder imports its implementation when called: a command loads only the stores and
+    # runtimes it uses (``ragline search`` no pipeline, extractor, fetcher or lineage lake).
+    from sqlalchemy import Engine
+
+    from ingest.embed import EmbeddingClient
+    from ingest.fetch import FetchPolicy
+    from ingest.pipeline import IngestPipeline
+    from ingest.redact import PiiRedactor
+    from ingest.registry import DocumentRegistry
+    from ingest.source_store import SourceStore
+    from lineage import IcebergLanding, OutboxRelay, RelayWorker, SqlChunkArchive, SqlLineageStore
     from lineage.kafka import KafkaConfig
     from lineage.lander import KafkaLander
+    from retrieval.retriever import RetrievalConfig
     from services.ingest_kafka import KafkaRequestLog, KafkaRequestProducer, RequestTopics
 
 #: Bumped when extraction output changes in a way that should re-index everything.
@@ -113,6 +108,8 @@ def build_reranker(settings: Settings) -> Reranker | None:
 
 
 def retrieval_config(settings: Settings) -> RetrievalConfig:
+    from retrieval.retriever import RetrievalConfig
+
     cfg = settings.retrieval
     return RetrievalConfig(mode=cfg.mode, rrf_k=cfg.rrf_k, rrf_weights=cfg.rrf_weights,
                            prefetch_limit=cfg.prefetch_limit, collapse_duplicates=cfg.collapse_duplicates,
@@ -122,6 +119,8 @@ def retrieval_config(settings: Settings) -> RetrievalConfig:
 
 def build_redactor(settings: Settings) -> PiiRedactor:
     """``RAGLINE_PII__*`` as the redaction stage (a key that is too short is refused here)."""
+    from ingest.redact import PiiPolicy, PiiRedactor, TenantRule
+
     cfg = settings.pii
     tenants = {t: TenantRule(r.mode, frozenset(r.entities) if r.entities is not None else None)
                for t, r in cfg.tenants.items()}
@@ -133,6 +132,8 @@ def build_fetch_policy(settings: Settings, *, operator: bool) -> FetchPolicy:
     """The one fetch policy: the API and workers reach public addresses only (plus
     ``RAGLINE_FETCH__ALLOW``); the operator's CLI may also name a private host, but is
     never redirected from a public host into a private one."""
+    from ingest.fetch import FetchPolicy
+
     cfg = settings.fetch
     return FetchPolicy(allow=cfg.allow, timeout_s=cfg.timeout_s, max_bytes=cfg.max_bytes,
                        max_redirects=cfg.max_redirects, private_origin=operator)
@@ -160,12 +161,16 @@ class ChunkerSet:
         self._built: dict[str, Chunker] = {}
 
     def name_for(self, media_type: str) -> str:
+        from ingest.extract import detect
+
         if media_type in self._by_media_type:
             return self._by_media_type[media_type]
         return self._code if detect.language_of(media_type) else self._default
 
     def get(self, name: str) -> Chunker:
         if name not in self._built:
+            from ingest.chunk import load_chunker
+
             extra = {"overlap": self._overlap} if name == "fixed" else {}
             self._built[name] = load_chunker(name, **self._common, **extra)
         return self._built[name]
@@ -187,6 +192,8 @@ class Components:
 
     @cached_property
     def engine(self) -> Engine:
+        from services.db import make_engine, migrate
+
         engine = make_engine(self.settings.sqlalchemy_url)
         migrate(engine)
         return engine
@@ -201,10 +208,14 @@ class Components:
 
     @cached_property
     def registry(self) -> DocumentRegistry:
+        from ingest.registry import DocumentRegistry
+
         return DocumentRegistry(self.engine)
 
     @cached_property
     def sparse_encoder(self) -> SparseEncoder:
+        from ingest.embed.sparse import BM25SparseEncoder
+
         return BM25SparseEncoder(self.settings.retrieval.sparse)
 
     @cached_property
@@ -251,6 +262,8 @@ class Components:
         return self.collection
 
     def embedding_client(self) -> EmbeddingClient:
+        from ingest.embed import EmbeddingCache, EmbeddingClient
+
         cfg = self.settings.embedding
         price = cfg.price_per_million_tokens
         if price is None:
@@ -259,6 +272,11 @@ class Components:
         return EmbeddingClient(self.embedder, EmbeddingCache(self.engine), batching, price, cfg.budget_usd)
 
     def pipeline(self) -> IngestPipeline:
+        from ingest.extract import ExtractionLimits
+        from ingest.extract.ocr import OcrConfig
+        from ingest.extract.sandbox import PoolConfig
+        from ingest.pipeline import IngestPipeline
+
         ext = self.settings.extraction
         return IngestPipeline(
             limits=ExtractionLimits(ext.max_bytes, ext.max_pages, ext.timeout_s, ext.memory_mb,
@@ -273,6 +291,8 @@ class Components:
 
     @cached_property
     def source_store(self) -> SourceStore:
+        from ingest.source_store import SourceStore
+
         return SourceStore(self.settings.home / "sources")
 
     @property
@@ -285,15 +305,21 @@ class Components:
     @cached_property
     def lineage(self) -> SqlLineageStore:
         """The LineageSink of every answer path (transactional outbox on ``engine``)."""
+        from lineage.store import SqlLineageStore
+
         return SqlLineageStore(self.engine, deployment=self.settings.deployment)
 
     @cached_property
     def chunk_archive(self) -> SqlChunkArchive:
+        from lineage.archive import SqlChunkArchive
+
         return SqlChunkArchive(self.engine)
 
     @cached_property
     def lineage_lake(self) -> IcebergLanding:
         """The Iceberg tables (opened lazily: the catalog is touched on first use)."""
+        from lineage.iceberg import IcebergLanding, resolve_catalog_properties
+
         cfg = self.settings.lineage
         properties = resolve_catalog_properties(cfg.catalog_name, dict(cfg.catalog), self.settings.home)
         return IcebergLanding(cfg.catalog_name, properties, cfg.namespace)
@@ -301,6 +327,9 @@ class Components:
     def relay(self) -> OutboxRelay:
         """Outbox -> Kafka when ``RAGLINE_KAFKA__BOOTSTRAP`` is set (the lander alone writes
         Iceberg then); else outbox -> Iceberg, the embedded default."""
+        from lineage.base import RelayTarget
+        from lineage.relay import OutboxRelay
+
         cfg = self.settings.lineage.relay
         target: RelayTarget = self.lineage_lake
         if self.settings.kafka.bootstrap:
@@ -313,10 +342,14 @@ class Components:
 
     def outbox_backlog(self) -> tuple[int, datetime | None]:
         """Outbox events not yet acknowledged by the relay's target, and the oldest one's time."""
+        from lineage.relay import outbox_backlog
+
         return outbox_backlog(self.engine)
 
     def relay_worker(self) -> RelayWorker:
         """The background relay of ``ragline serve``: ``start()`` in the lifespan, ``stop()`` at shutdown."""
+        from lineage.relay import RelayWorker
+
         return RelayWorker(self.relay(), self.settings.lineage.relay.interval_s)
 
     def lander(self) -> KafkaLander:

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from services import output
-from services.application import Application, build_application
-from services.settings import Settings
+from services.application import build_application
 
 if TYPE_CHECKING:
+    from services.application import Application
     from services.streaming import BackgroundWorker
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
@@ -43,7 +43,7 @@ def worker_cmd(
 
     from services.streaming import WorkerMetrics
 
-    application = build_application(Settings())
+    application = build_application()
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     relay_worker = None
@@ -90,7 +90,7 @@ def produce_cmd(
 
     if not targets and not prune:
         raise typer.BadParameter("give files, folders or URLs, or --prune ROOT", param_hint="TARGETS")
-    application = build_application(Settings())
+    application = build_application()
     try:
         request = ProduceRequest(list(targets or ()), tenant or application.settings.default_tenant,
                                  tuple(tag or ()), delete, prune, follow_symlinks)

@@ -15,6 +15,7 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tree_sitter
@@ -26,8 +27,11 @@ from ingest.chunk.recursive import (
     Splitter,
     chunk_recursively,
 )
-from ingest.chunk.tokens import DEFAULT_ENCODING, TokenMap, get_encoding
+from ingest.chunk.tokens import DEFAULT_ENCODING, TokenMap, check_encoding, get_encoding
 from schemas.documents import Chunk, ExtractedDocument
+
+if TYPE_CHECKING:
+    import tiktoken
 
 Node = tree_sitter.Node
 
@@ -131,7 +135,11 @@ class CodeChunker:
         self.settings = build_config(
             CodeConfig, self.name, {"max_tokens": max_tokens, "encoding": encoding}
         )
-        self._encoding = get_encoding(self.settings.encoding)
+        check_encoding(self.settings.encoding)  # loaded on first use: a fingerprint needs only the name
+
+    @property
+    def _encoding(self) -> tiktoken.Encoding:
+        return get_encoding(self.settings.encoding)
 
     def config(self) -> dict[str, object]:
         return {**describe(self.name, self.settings), "languages": sorted(GRAMMARS)}

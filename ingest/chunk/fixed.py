@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ingest.chunk.base import FixedConfig, Span, assemble, build_config, describe
-from ingest.chunk.tokens import DEFAULT_ENCODING, TokenMap, get_encoding, take_tokens
+from ingest.chunk.tokens import DEFAULT_ENCODING, TokenMap, check_encoding, get_encoding, take_tokens
 from schemas.documents import Chunk, ExtractedDocument
+
+if TYPE_CHECKING:
+    import tiktoken
 
 _NON_SPACE = re.compile(r"\S")
 _SCAN_LIMIT = 64  # token boundaries to look back for an additive cut
@@ -33,7 +37,11 @@ class FixedTokenChunker:
             self.name,
             {"max_tokens": max_tokens, "overlap": overlap, "encoding": encoding},
         )
-        self._encoding = get_encoding(self.settings.encoding)
+        check_encoding(self.settings.encoding)  # loaded on first use: a fingerprint needs only the name
+
+    @property
+    def _encoding(self) -> tiktoken.Encoding:
+        return get_encoding(self.settings.encoding)
 
     def config(self) -> dict[str, object]:
         return describe(self.name, self.settings)

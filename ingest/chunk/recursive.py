@@ -13,10 +13,14 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ingest.chunk.base import RecursiveConfig, Span, assemble, build_config, describe
-from ingest.chunk.tokens import DEFAULT_ENCODING, TokenMap, get_encoding, take_tokens
+from ingest.chunk.tokens import DEFAULT_ENCODING, TokenMap, check_encoding, get_encoding, take_tokens
 from schemas.documents import Chunk, ExtractedDocument, Section
+
+if TYPE_CHECKING:
+    import tiktoken
 
 # Merged BPE counts can be a little below the parts' sum (pieces fuse at the seam);
 # merges whose parts sum to more than budget + this are not even tried.
@@ -167,7 +171,11 @@ class RecursiveChunker:
         self.settings = build_config(
             RecursiveConfig, self.name, {"max_tokens": max_tokens, "encoding": encoding}
         )
-        self._encoding = get_encoding(self.settings.encoding)
+        check_encoding(self.settings.encoding)  # loaded on first use: a fingerprint needs only the name
+
+    @property
+    def _encoding(self) -> tiktoken.Encoding:
+        return get_encoding(self.settings.encoding)
 
     def config(self) -> dict[str, object]:
         return describe(self.name, self.settings)

