@@ -69,6 +69,22 @@ def iter_sources(targets: list[str], options: SourceOptions) -> Iterator[SourceD
         yield from _local_sources(target, options)
 
 
+def count_sources(targets: list[str], options: SourceOptions) -> int:
+    """How many sources :func:`iter_sources` will yield for ``targets`` (documents and
+    refusals alike), by the same walk, reading and fetching nothing: a run's known total."""
+    total = 0
+    for target in targets:
+        if target.startswith(("http://", "https://")):
+            total += 1
+            continue
+        try:
+            is_dir = stat.S_ISDIR(os.stat(target).st_mode)
+        except OSError:
+            is_dir = False
+        total += sum(1 for _ in _walk(os.path.realpath(target), options.follow_symlinks)) if is_dir else 1
+    return total
+
+
 def _local_sources(target: str, options: SourceOptions) -> Iterator[SourceDocument | SourceFailure]:
     """A file or folder named on the command line.
 

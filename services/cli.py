@@ -64,7 +64,8 @@ def ingest(
     request = IngestTargets(targets, tenant or application.settings.default_tenant, tuple(tag or ()), passwords,
                             follow_symlinks, prune)
     try:
-        with output.progress("ingesting", enabled=not as_json) as bar:
+        total = None if as_json else application.ingestion.count(request)
+        with output.progress("ingesting", enabled=not as_json, total=total) as bar:
             run = application.ingestion.ingest(request, estimate=estimate,
                                                on_document=_progress(bar, as_json))
     finally:
@@ -180,7 +181,7 @@ def eval_cmd(
         if m not in ("dense", "sparse", "hybrid", RERANKED):
             raise typer.BadParameter(f"{m!r} is not one of dense, sparse, hybrid, {RERANKED}", param_hint="--mode")
     with output.progress("evaluating", enabled=not as_json) as bar:
-        tick = (lambda: bar[0].update(bar[1], advance=1, rate=0.0, last="")) if bar else None
+        tick = bar.advance if bar else None
         report = run_eval(Settings(), qrels_dir, split=split, use_index=use_index, home=home,
                           modes=tuple(mode or ()), tenant=tenant, on_document=tick, on_query=tick)
     if as_json:
@@ -211,19 +212,14 @@ def reindex_cmd(as_json: JsonFlag = False) -> None:
     raise typer.Exit(EXIT_PARTIAL if run.summary.documents["failed"] else 0)
 
 
-def _progress(bar: Any, as_json: bool) -> Callable[[DocumentOutcome], None]:
-    """Per-document output: failures on stderr, and the progress line's count and rate."""
-    started = time.perf_counter()
-    done = 0
+def _progress(bar: output.Progress | None, as_json: bool) -> Callable[[DocumentOutcome], None]:
+    """Per-document output: failures on stderr, and the progress count."""
 
     def on_document(outcome: DocumentOutcome) -> None:
-        nonlocal done
-        done += 1
         if outcome.status == "failed" and not as_json:
             output.error(f"{outcome.source_uri}: {outcome.error}")
         if bar:
-            rate = done / max(time.perf_counter() - started, 1e-6)
-            bar[0].update(bar[1], advance=1, rate=rate, last=Path(outcome.source_uri).name[:40])
+            bar.advance(Path(outcome.source_uri).name[:40])
 
     return on_document
 

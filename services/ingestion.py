@@ -23,7 +23,7 @@ from ingest.pipeline import DocumentOutcome, IngestPipeline, IngestSummary
 from ingest.reconcile import ReconcileReport, reconcile
 from ingest.registry import DocumentRecord, DocumentRegistry
 from ingest.source_store import SourceStore, rereadable
-from ingest.sources import SourceFailure, SourceOptions, iter_sources, load_passwords, read_path
+from ingest.sources import SourceFailure, SourceOptions, count_sources, iter_sources, load_passwords, read_path
 from schemas.documents import SourceDocument
 from services.errors import InvalidInput
 from services.generations import Generations
@@ -86,6 +86,10 @@ class LocalSources:
     def walk(self, request: IngestTargets) -> Iterator[SourceDocument | SourceFailure]:
         """Every source of the targets (files and folders read, URLs fetched), as ``ragline ingest`` reads them."""
         return iter_sources(request.targets, self.options(request))
+
+    def count(self, request: IngestTargets) -> int:
+        """How many sources :meth:`walk` yields (by the same walk, reading nothing): a progress total."""
+        return count_sources(request.targets, self.options(request))
 
     @staticmethod
     def folder(target: str, option: str = "--prune") -> str:
@@ -157,6 +161,10 @@ class Ingestion:
 
     def source_options(self, request: IngestTargets) -> SourceOptions:
         return self.local.options(request)
+
+    def count(self, request: IngestTargets) -> int:
+        """The number of documents ``ingest(request)`` will report on (its progress total)."""
+        return self.local.count(request)
 
     def ingest(self, request: IngestTargets, *, estimate: bool = False,
                on_document: OnDocument | None = None) -> IngestRun:
