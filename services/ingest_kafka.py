@@ -25,6 +25,7 @@ from lineage.kafka import (
     ORIGIN_HEADER,
     KafkaConfig,
     KafkaUnavailableError,
+    close_producer,
     ensure_topics,
     partition_for,
     translated,
@@ -124,17 +125,23 @@ class KafkaRequestLog:
         acknowledged by the broker."""
         if not records:
             return
-        with translated("sending requests to the DLQ"):
-            if self._dlq is None:
-                self._dlq = KafkaProducer(**self._config.producer_options())
-            futures = [self._dlq.send(
-                self.topics.dlq, key=record.key, value=record.value,
-                headers=[*record.headers, (ERROR_HEADER, error.encode()[:4000]),
-                         (ORIGIN_HEADER, f"{record.topic}/{record.partition}/{record.offset}".encode())])
-                for record, error in records]
-            self._dlq.flush(timeout=self._config.delivery_timeout_ms / 1000 + 5)
-            for future in futures:
-                future.get(0)
+        try:
+            with translated("sending requests to the DLQ"):
+                if self._dlq is None:
+                    self._dlq = KafkaProducer(**self._config.producer_options())
+                futures = [self._dlq.send(
+                    self.topics.dlq, key=record.key, value=record.value,
+                    headers=[*record.headers, (ERROR_HEADER, error.encode()[:4000]),
+                             (ORIGIN_HEADER, f"{record.topic}/{record.partition}/{record.offset}".encode())])
+                    for record, error in records]
+                self._dlq.flush(timeout=self._config.delivery_timeout_ms / 1000 + 5)
+                for future in futures:
+                    future.get(0)
+        except KafkaUnavailableError:
+            if self._dlq is not None:  # a fresh idempotent session for the batch's next attempt
+                close_producer(self._dlq)
+                self._dlq = None
+            raise
 
     def lag(self) -> dict[int, int]:
         """Records behind the end of each assigned partition (last known high-water mark)."""
@@ -153,12 +160,13 @@ class KafkaRequestLog:
         return lags
 
     def close(self) -> None:
-        for client in (self._consumer, self._dlq):
-            if client is not None:
-                try:
-                    client.close()
-                except Exception as exc:  # noqa: BLE001 - closing must not mask what ended the run
-                    log.debug("closing a worker client: %s", exc)
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except Exception as exc:  # noqa: BLE001 - closing must not mask what ended the run
+                log.debug("closing the worker's consumer: %s", exc)
+        if self._dlq is not None:
+            close_producer(self._dlq)
         self._consumer = self._dlq = None
 
 
@@ -201,21 +209,22 @@ class KafkaRequestProducer:
         if self._producer is None:
             self.open()
         sent = 0
-        with translated(f"producing to {self.topics.requests}"):
-            futures = [self._producer.send(self.topics.requests, key=r.key, value=r.value, headers=r.headers,
-                                           partition=partition_for(r.key, self._partitions)) for r in records]
-            self._producer.flush(timeout=(self._config.delivery_timeout_ms + self._config.linger_ms) / 1000 + 5)
-            for future in futures:
-                if not future.is_done:
-                    raise KafkaUnavailableError("the broker did not acknowledge in time")
-                future.get(0)
-                sent += 1
+        try:
+            with translated(f"producing to {self.topics.requests}"):
+                futures = [self._producer.send(self.topics.requests, key=r.key, value=r.value, headers=r.headers,
+                                               partition=partition_for(r.key, self._partitions)) for r in records]
+                self._producer.flush(timeout=(self._config.delivery_timeout_ms + self._config.linger_ms) / 1000 + 5)
+                for future in futures:
+                    if not future.is_done:
+                        raise KafkaUnavailableError("the broker did not acknowledge in time")
+                    future.get(0)
+                    sent += 1
+        except KafkaUnavailableError:
+            self.close()
+            raise
         return sent
 
     def close(self) -> None:
         if self._producer is not None:
             producer, self._producer = self._producer, None
-            try:
-                producer.close(timeout=5)
-            except Exception as exc:  # noqa: BLE001 - closing must not mask what ended the run
-                log.debug("closing the requests producer: %s", exc)
+            close_producer(producer, timeout_s=5)
