@@ -189,7 +189,9 @@ class IngestPipeline:
         # written, so the budget stops the run exactly where sequential ingestion would.
         batcher = None if estimate_only else EmbeddingBatcher(self.embedder)
         eager = batcher if batcher is not None and not self.embedder.budgeted else None
-        prepare = ThreadPoolExecutor(pool.config.size + 1, thread_name_prefix="ragline-prepare")
+        # Threads, not cores: most of them wait on a sandbox worker; the extra ones keep files read
+        # in process (text, code) moving while every worker is busy with a slow PDF.
+        prepare = ThreadPoolExecutor(2 * pool.config.size + 2, thread_name_prefix="ragline-prepare")
         window: deque[_Work] = deque()
         pending = iter(sources)
         held = 0

@@ -32,9 +32,12 @@ if TYPE_CHECKING:
     from ingest.redact import PiiRedactor
     from ingest.registry import DocumentRegistry
     from ingest.source_store import SourceStore
-    from lineage import IcebergLanding, OutboxRelay, RelayWorker, SqlChunkArchive, SqlLineageStore
+    from lineage.archive import SqlChunkArchive
+    from lineage.iceberg import IcebergLanding
     from lineage.kafka import KafkaConfig
     from lineage.lander import KafkaLander
+    from lineage.relay import OutboxRelay, RelayWorker
+    from lineage.store import SqlLineageStore
     from retrieval.retriever import RetrievalConfig
     from services.ingest_kafka import KafkaRequestLog, KafkaRequestProducer, RequestTopics
 
@@ -274,14 +277,15 @@ class Components:
     def pipeline(self) -> IngestPipeline:
         from ingest.extract import ExtractionLimits
         from ingest.extract.ocr import OcrConfig
-        from ingest.extract.sandbox import PoolConfig
+        from ingest.extract.sandbox import PoolConfig, shared_pool
         from ingest.pipeline import IngestPipeline
 
         ext = self.settings.extraction
+        pool = PoolConfig(workers=ext.workers, recycle_after=ext.worker_recycle_after)
+        shared_pool(pool).warm()  # the workers import their parsers while the model loads
         return IngestPipeline(
             limits=ExtractionLimits(ext.max_bytes, ext.max_pages, ext.timeout_s, ext.memory_mb,
-                                    OcrConfig(ext.ocr, ext.ocr_languages, ext.ocr_max_pages),
-                                    PoolConfig(workers=ext.workers, recycle_after=ext.worker_recycle_after)),
+                                    OcrConfig(ext.ocr, ext.ocr_languages, ext.ocr_max_pages), pool),
             chunker_for=self.chunkers, embedder=self.embedding_client(), index=self.index,
             registry=self.registry, collection=self.collection, pipeline_fingerprint=self.pipeline_fingerprint,
             archive=self.chunk_archive, on_change=self.lineage.record_document_change, redactor=self.redactor,
