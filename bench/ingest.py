@@ -1,9 +1,10 @@
 """Ingest throughput against peers, the model floor, the unchanged re-ingest and peak RSS,
 in one run, on the mixed corpus of ``../shared/corpora`` with the same offline embedder.
 
-Run: ``python bench/ingest.py`` (30-60 minutes on 2 busy cores; ``--fraction 0.25`` for a
-quick look). Peers need the ``bench`` extra (``pip install -e '.[bench]'``: llama-index-core,
-langchain-text-splitters); a missing peer is reported, not fatal.
+Run: ``python bench/ingest.py`` (~20 minutes on 2 quiet cores, an hour on busy ones;
+``--every 4`` for a quick look at a quarter of the files). Peers need the ``bench`` extra
+(``pip install -e '.[bench]'``: llama-index-core, langchain-text-splitters); a missing peer
+is reported, not fatal.
 
 The corpus is copied (not symlinked: folder walks follow no symlink by default) into a
 temporary folder: every PDF that needs no password (45, five of them scans that ragline
@@ -34,6 +35,12 @@ than the model's 256-wordpiece window: the peers' model call truncates them (so 
 fewer, cut texts), while ragline's over-long policy splits the few long ones and averages.
 Peak RSS is sampled in each process (extraction workers apart); ragline's is read at two
 corpus sizes, each in a fresh process: bounded memory reads as the same peak.
+
+This machine's load drifts between runs (other work shares it), and the model's speed
+with it (3x between a load of 1 and of 6). So every system's own floor is timed in its
+process right after its run (its wall time over that floor is what its pipeline adds),
+and the model work of every system's texts is timed once more at the end in one process,
+the systems interleaved block by block; the "equal load" comparison multiplies the two.
 """
 
 from __future__ import annotations
@@ -194,6 +201,7 @@ def run_ragline(corpus: Path, with_floor: bool) -> dict[str, Any]:
             recording.seconds = 0.0
             recording.calls.clear()
             pipeline = comps.pipeline()
+            load_at_start = os.getloadavg()[0]
             started = time.perf_counter()
             summary = pipeline.ingest(iter_sources([str(corpus)], SourceOptions(tenant="bench")))
             finished = time.perf_counter()
@@ -203,10 +211,13 @@ def run_ragline(corpus: Path, with_floor: bool) -> dict[str, Any]:
                              "embedded": stats.embedded_texts, "requests": stats.requests,
                              "model_s": recording.seconds, "model_idle": recording.idle(started, finished),
                              "peak_rss": sampler.peak, "workers_rss": sampler.workers,
+                             "load": [load_at_start, os.getloadavg()[0]],
                              "errors": summary.errors[:5]}
             if phase == "full" and with_floor:
                 sent = list(recording.sent)
+                Path(corpus.parent / "ragline-196.texts.json").write_text(json.dumps(sent))
                 result["floor"] = {"seconds": floor(recording._inner, sent), "texts": len(sent)}
+                result["full"]["floor"] = result["floor"]["seconds"]
         comps.close()
     sampler.stop()
     return result
@@ -243,6 +254,7 @@ def run_llamaindex(corpus: Path, budget: int) -> dict[str, Any]:
     encoding = get_encoding("cl100k_base")
     LlamaSettings.tokenizer = encoding.encode  # its default would download the BPE file
     onnx = model()
+    sent: list[str] = []
 
     class OnnxEmbedding(BaseEmbedding):
         def _get_query_embedding(self, query: str) -> list[float]:
@@ -255,18 +267,23 @@ def run_llamaindex(corpus: Path, budget: int) -> dict[str, Any]:
             return self._get_query_embedding(text)
 
         def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+            sent.extend(texts)
             return onnx.embed_array(texts).tolist()  # type: ignore[no-any-return]
 
     sampler = PeakRss()
+    load_at_start = os.getloadavg()[0]
     started = time.perf_counter()
     documents = [Document(text=read_text(p), metadata={"file_name": p.name}) for p in sorted(corpus.iterdir())]
     splitter = SentenceSplitter(chunk_size=budget, chunk_overlap=0, tokenizer=encoding.encode)
     index = VectorStoreIndex.from_documents(documents, transformations=[splitter],
                                             embed_model=OnnxEmbedding(embed_batch_size=BATCH))
     elapsed = time.perf_counter() - started
+    load = os.getloadavg()[0]
     chunks = len(index.docstore.docs)
     sampler.stop()
-    return {"seconds": elapsed, "documents": len(documents), "chunks": chunks, "peak_rss": sampler.peak}
+    Path(corpus.parent / f"llamaindex-{budget}.texts.json").write_text(json.dumps(sent))
+    return {"seconds": elapsed, "documents": len(documents), "chunks": chunks, "peak_rss": sampler.peak,
+            "embedded": len(sent), "load": [load_at_start, load], "floor": floor(onnx, sent)}
 
 
 def run_langchain(corpus: Path, budget: int) -> dict[str, Any]:
@@ -276,9 +293,11 @@ def run_langchain(corpus: Path, budget: int) -> dict[str, Any]:
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
     onnx = model()
+    sent: list[str] = []
 
     class OnnxEmbeddings(Embeddings):
         def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            sent.extend(texts)
             out: list[list[float]] = []
             for i in range(0, len(texts), BATCH):
                 out.extend(onnx.embed_array(texts[i:i + BATCH]).tolist())
@@ -288,6 +307,7 @@ def run_langchain(corpus: Path, budget: int) -> dict[str, Any]:
             return self.embed_documents([text])[0]
 
     sampler = PeakRss()
+    load_at_start = os.getloadavg()[0]
     started = time.perf_counter()
     documents = [Document(page_content=read_text(p), metadata={"source": p.name}) for p in sorted(corpus.iterdir())]
     splitter = RecursiveCharacterTextSplitter.from_tiktoken_encoder(
@@ -296,8 +316,33 @@ def run_langchain(corpus: Path, budget: int) -> dict[str, Any]:
     store = InMemoryVectorStore(OnnxEmbeddings())
     store.add_documents(chunks)
     elapsed = time.perf_counter() - started
+    load = os.getloadavg()[0]
     sampler.stop()
-    return {"seconds": elapsed, "documents": len(documents), "chunks": len(chunks), "peak_rss": sampler.peak}
+    Path(corpus.parent / f"langchain-{budget}.texts.json").write_text(json.dumps(sent))
+    return {"seconds": elapsed, "documents": len(documents), "chunks": len(chunks), "peak_rss": sampler.peak,
+            "embedded": len(sent), "load": [load_at_start, load], "floor": floor(onnx, sent)}
+
+
+def reference_floors(folder: Path, share: int = 4, blocks: int = 8) -> dict[str, float]:
+    """The model work of each system's texts at one load: every ``share``-th text of each set
+    (sorted by length), timed in ``blocks`` rounds that visit the systems in turn, scaled back."""
+    onnx = model()
+    sets = {}
+    for path in sorted(folder.glob("*.texts.json")):
+        texts = json.loads(path.read_text())
+        counts = onnx.count_tokens(texts)
+        ordered = [t for _, t in sorted(zip(counts, texts, strict=True), key=lambda pair: pair[0])]
+        sample = ordered[::share]
+        sets[path.name.removesuffix(".texts.json")] = (len(texts) / max(len(sample), 1), sample[::1])
+    spent = dict.fromkeys(sets, 0.0)
+    for block in range(blocks):
+        for label, (_, sample) in sets.items():
+            part = sample[block::blocks]
+            started = time.perf_counter()
+            for i in range(0, len(part), BATCH):
+                onnx.embed_array(part[i:i + BATCH])
+            spent[label] += time.perf_counter() - started
+    return {label: spent[label] * scale for label, (scale, _) in sets.items()}
 
 
 RUNS: dict[str, Callable[..., dict[str, Any]]] = {"llamaindex": run_llamaindex, "langchain": run_langchain}
@@ -319,12 +364,13 @@ def mb(n: float) -> str:
 
 
 def report(corpus: dict[str, Any], small: dict[str, Any], results: dict[str, dict[str, Any]],
-           command: str) -> None:
+           reference: dict[str, float], command: str) -> None:
     files, size = corpus["files"], corpus["bytes"]
     mix = ", ".join(f"{n} {k}" for k, n in corpus["counts"].items())
     print(f"\ncorpus: {CORPORA} ({mix}; {size / 2**20:.1f} MB) · cores: {os.cpu_count()} · load now: "
           f"{os.getloadavg()[0]:.1f} · model: all-MiniLM-L6-v2 int8 (onnxruntime, batches of {BATCH})")
-    header = f"{'system':<24} {'budget':>6} {'chunks':>7} {'seconds':>8} {'docs/s':>7} {'MB/s':>6} {'peak RSS':>9}"
+    header = (f"{'system':<11} {'budget':>6} {'chunks':>6} {'embedded':>8} {'seconds':>8} {'docs/s':>6} {'MB/s':>6} "
+              f"{'floor s':>7} {'/floor':>6} {'peak RSS':>9} {'load':>9}")
     print("\n" + header + "\n" + "-" * len(header))
     rag = results["ragline"]
     rows: list[tuple[str, int, dict[str, Any]]] = [("ragline", 196, {**rag["full"], "documents": files})]
@@ -333,10 +379,15 @@ def report(corpus: dict[str, Any], small: dict[str, Any], results: dict[str, dic
             rows.append((name, budget, results.get(f"{name}-{budget}", {"failed": "not run"})))
     for name, budget, r in rows:
         if "failed" in r:
-            print(f"{name:<24} {budget:>6} failed: {r['failed'][:90]}")
+            print(f"{name:<11} {budget:>6} failed: {r['failed'][:90]}")
             continue
-        print(f"{name:<24} {budget:>6} {r['chunks']:>7} {r['seconds']:>8.1f} {files / r['seconds']:>7.2f} "
-              f"{size / 2**20 / r['seconds']:>6.3f} {mb(r['peak_rss']):>9}")
+        load = "-".join(f"{x:.1f}" for x in r.get("load", []))
+        print(f"{name:<11} {budget:>6} {r['chunks']:>6} {r['embedded']:>8} {r['seconds']:>8.1f} "
+              f"{files / r['seconds']:>6.2f} {size / 2**20 / r['seconds']:>6.3f} {r['floor']:>7.1f} "
+              f"{r['seconds'] / r['floor']:>6.2f} {mb(r['peak_rss']):>9} {load:>9}")
+    print("floor: the same model over exactly the texts that system embedded, alone, sorted by length, in the same")
+    print("process right after its run; /floor: the run's wall time over it (what the pipeline adds to the model's")
+    print("work, robust to the machine's load drifting between runs, which it does here: see the load column).")
     full, again = rag["full"], rag["unchanged"]
     print(f"\nragline: {full['documents']} · {full['embedded']} texts embedded in {full['requests']} requests · "
           f"{full['model_s']:.1f} s inside the model · extraction workers peaked at {mb(full['workers_rss'])}")
@@ -345,11 +396,26 @@ def report(corpus: dict[str, Any], small: dict[str, Any], results: dict[str, dic
           f"requests, {idle['after']:.1f} s after the last")
     if full["errors"]:
         print(f"  first errors: {full['errors']}")
-    same = [r for n, b, r in rows[1:] if b == 196 and "failed" not in r]
+    same = [(n, r) for n, b, r in rows[1:] if b == 196 and "failed" not in r]
     if same:
-        best = min(same, key=lambda r: r["seconds"])
-        print(f"vs the faster peer at the same budget (196): ragline {best['seconds'] / full['seconds']:.2f}x its "
-              f"speed (goal > 1)")
+        name, best = min(same, key=lambda nr: nr[1]["seconds"])
+        print(f"vs the faster peer at the same budget (196), {name}: ragline {best['seconds'] / full['seconds']:.2f}x "
+              f"its speed as measured (goal > 1)")
+    if reference:
+        print("at equal load: each run's /floor times the model work of its texts timed in one process, the systems "
+              "interleaved (a quarter of each system's texts, scaled):")
+        equal = {}
+        for name, budget, r in rows:
+            label = f"{name}-{budget}"
+            if "failed" not in r and label in reference:
+                equal[label] = r["seconds"] / r["floor"] * reference[label]
+                print(f"  {label:<15} model work {reference[label]:>6.1f} s -> {equal[label]:>6.1f} s, "
+                      f"{files / equal[label]:.2f} docs/s, {size / 2**20 / equal[label]:.3f} MB/s")
+        peers = {k: v for k, v in equal.items() if k.endswith("-196") and not k.startswith("ragline")}
+        if "ragline-196" in equal and peers:
+            fastest = min(peers, key=lambda k: peers[k])
+            print(f"  ragline at equal load: {peers[fastest] / equal['ragline-196']:.2f}x the speed of {fastest} "
+                  f"(goal > 1)")
     if "floor" in rag:
         fl = rag["floor"]
         print(f"model floor: the same model over the same {fl['texts']} pieces alone, sorted by length: "
@@ -375,6 +441,8 @@ def main(argv: list[str] | None = None) -> None:
         kind, corpus, *rest = args.worker
         if kind == "ragline":
             out = run_ragline(Path(corpus), with_floor=rest == ["floor"])
+        elif kind == "floors":
+            out = reference_floors(Path(corpus))
         else:
             out = RUNS[kind](Path(corpus), int(rest[0]))
         print(json.dumps(out))
@@ -392,7 +460,8 @@ def main(argv: list[str] | None = None) -> None:
             for name in ("llamaindex", "langchain"):
                 for budget in (196, 512):
                     results[f"{name}-{budget}"] = in_fresh_process(name, str(Path(tmp) / "full"), str(budget))
-        report(corpus, small, results, command)
+        reference = in_fresh_process("floors", tmp)
+        report(corpus, small, results, {} if "failed" in reference else reference, command)
 
 
 if __name__ == "__main__":
