@@ -11,11 +11,14 @@ langs=$(tesseract --list-langs 2>/dev/null || true)
 grep -qx eng <<<"$langs" || missing+=(tesseract-ocr-eng)
 # orientation and script data: OCR reads pages scanned sideways or upside down
 grep -qx osd <<<"$langs" || missing+=(tesseract-ocr-osd)
+# the offline tests: a network namespace (unshare) and a record of every connect() (strace)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+command -v strace >/dev/null 2>&1 || missing+=(strace)
 [ "${#missing[@]}" = 0 ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then
   echo "os-deps.sh: missing ${missing[*]}; install them (e.g. sudo apt-get install ${missing[*]}):" \
-       "OCR tests need Tesseract" >&2
+       "OCR and offline tests need them" >&2
   exit 1
 fi
 echo "os-deps.sh: installing ${missing[*]} from the OS packages" >&2

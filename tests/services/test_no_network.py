@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.isolation import network_namespace
+
 RAGLINE = str(Path(sys.executable).with_name("ragline"))
 
 AUDIT_HOOK = '''
@@ -60,14 +62,6 @@ if _LOG:
 _QUOTED = re.compile(r'"([^"]*)"')
 
 
-def namespace_prefix() -> list[str]:
-    """``unshare -rn`` when this machine allows unprivileged namespaces, else nothing."""
-    unshare = shutil.which("unshare")
-    if unshare and subprocess.run([unshare, "-rn", "true"], capture_output=True).returncode == 0:
-        return [unshare, "-rn"]
-    return []
-
-
 def outbound_connects(strace_log: Path) -> list[str]:
     """Every IPv4/IPv6 connect() to anything but loopback, from any process or thread (an
     address strace printed in a form not parsed here counts as outbound)."""
@@ -97,11 +91,10 @@ class Recorder:
                    RAGLINE_TEST_NET_LOG=str(self.net_log),
                    PYTHONPATH=os.pathsep.join(p for p in (str(hook_dir), env.get("PYTHONPATH")) if p))
         self.env = env
-        self.prefix = namespace_prefix()
         self.strace = shutil.which("strace")
-        if self.strace:
-            self.prefix += [self.strace, "-f", "-qq", "--seccomp-bpf", "-e", "trace=connect",
-                            "-o", str(self.strace_log), "-A"]
+        assert self.strace, "strace is missing: deploy/dev/os-deps.sh installs it"
+        self.prefix = [*network_namespace(), self.strace, "-f", "-qq", "--seccomp-bpf", "-e", "trace=connect",
+                       "-o", str(self.strace_log), "-A"]
 
     def run(self, *command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*self.prefix, *command], env=self.env, cwd=self.cwd, capture_output=True,
@@ -114,9 +107,8 @@ class Recorder:
         seen = [line for line in lines if line.startswith("NET")]
         if (self.user_home / ".cache" / "Microsoft").exists():
             seen.append("onnxruntime telemetry started: its event queue is in ~/.cache/Microsoft")
-        if self.strace:
-            assert self.strace_log.exists(), "strace did not run"
-            seen += outbound_connects(self.strace_log)
+        assert self.strace_log.exists(), "strace did not run"
+        seen += outbound_connects(self.strace_log)
         assert seen == []
 
 
