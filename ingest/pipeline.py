@@ -49,6 +49,7 @@ from schemas.errors import (
     TerminalError,
     TransientError,
     VectorIndexError,
+    driver_message,
 )
 from schemas.lineage import DocumentChange
 from schemas.protocols import ChunkArchive, Chunker, Redactor, SparseEncoder, VectorIndex
@@ -354,7 +355,7 @@ class IngestPipeline:
             # A store refused this document's data: this document fails, the run goes on,
             # and the message carries no SQL text or parameters.
             return DocumentOutcome(source.source_uri, "failed", work.doc_id or None,
-                                   error=f"could not record the document: {_describe(exc)}")
+                                   error=f"could not record the document: {driver_message(exc)}")
 
     def _write(self, work: _Work, source: SourceDocument) -> DocumentOutcome:
         doc_id, version, document, chunks, pii = work.doc_id, work.version, work.document, work.chunks, work.pii
@@ -450,12 +451,6 @@ class IngestPipeline:
         for entity, n in found.items():
             counts[entity] = counts.get(entity, 0) + n
         return metadata
-
-
-def _describe(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    lines = str(orig).strip().splitlines()
-    return f"{type(orig).__name__}: {(lines[0] if lines else '')[:300]}"
 
 
 def _chunk_payload(chunk: Chunk) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from schemas.errors import RaglineError, TerminalError, TransientError
+from schemas.errors import RaglineError, TerminalError, TransientError, driver_message
 
 
 class LineageError(RaglineError):
@@ -23,8 +23,7 @@ def store_error(doing: str, exc: BaseException) -> LineageError:
     client's query or a document's text): the driver's first message line, typed so a
     data error is terminal (4xx) and anything else transient (503)."""
     orig = getattr(exc, "orig", None) or exc
-    lines = str(orig).strip().splitlines()
-    message = f"{doing}: {type(orig).__name__}: {(lines[0] if lines else '')[:300]}"
+    message = f"{doing}: {driver_message(exc)}"
     if any(cls.__name__ == "DataError" for cls in type(orig).__mro__):
         return LineageDataError(message)
     return LineageStoreError(message)

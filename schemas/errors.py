@@ -54,3 +54,11 @@ class VectorIndexError(RaglineError):
 
 class NotFoundError(TerminalError):
     """A document, answer or job that was asked for does not exist (for this tenant)."""
+
+
+def driver_message(exc: BaseException) -> str:
+    """A database failure as the driver's class and first message line, without the SQL
+    text or parameters a wrapper adds (they may hold a client's query or a document's text)."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {(lines[0] if lines else '')[:300]}"

@@ -44,3 +44,10 @@ def collection_name(model_version: str, dimensions: int, pipeline_fingerprint: s
     """The index generation for (embedding model, dimension, pipeline fingerprint)."""
     slug = re.sub(r"[^a-z0-9]+", "-", model_version.lower()).strip("-")[:48]
     return f"ragline-{slug}-{dimensions}-{pipeline_fingerprint[:12]}"
+
+
+def dense_of(vector: Any) -> list[float] | None:
+    """A returned point's dense vector, whether the collection has named vectors or one."""
+    if isinstance(vector, dict):
+        vector = vector.get(DENSE_VECTOR)
+    return [float(x) for x in vector] if vector is not None else None

@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 
-from retrieval.index.base import DENSE_VECTOR, KEYWORD_FIELDS, SPARSE_VECTOR, VERSION_FIELDS, HnswConfig, tally_versions
+from retrieval.index.base import (
+    DENSE_VECTOR,
+    KEYWORD_FIELDS,
+    SPARSE_VECTOR,
+    VERSION_FIELDS,
+    HnswConfig,
+    dense_of,
+    tally_versions,
+)
 from schemas.errors import VectorIndexError
 from schemas.retrieval import IndexedPoint, SearchFilter, SearchHit, SparseVector, VectorQuery
 
@@ -143,7 +151,7 @@ class QdrantEdgeIndex:
                                   params=params if query.mode == "dense" else None)
         points = self._call(shard.query, request)
         return [SearchHit(chunk_id=str(p.id), score=float(p.score), payload=p.payload or {},
-                          vector=_dense_of(p.vector) if query.with_vectors else None) for p in points]
+                          vector=dense_of(p.vector) if query.with_vectors else None) for p in points]
 
     def count(self, collection: str, tenant: str | None = None, document_id: str | None = None) -> int:
         must = [_match(k, v) for k, v in (("tenant", tenant), ("document_id", document_id)) if v]
@@ -253,12 +261,6 @@ def _vectors(point: IndexedPoint, sparse: bool) -> Any:
 
 def _sparse_query(vector: SparseVector) -> Any:
     return qe.Query.Nearest(qe.SparseVector(vector.indices, vector.values), using=SPARSE_VECTOR)
-
-
-def _dense_of(vector: Any) -> list[float] | None:
-    if isinstance(vector, dict):
-        vector = vector.get(DENSE_VECTOR)
-    return [float(x) for x in vector] if vector is not None else None
 
 
 def _match(key: str, value: str) -> Any:

@@ -12,7 +12,15 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ApiException
 
-from retrieval.index.base import DENSE_VECTOR, KEYWORD_FIELDS, SPARSE_VECTOR, VERSION_FIELDS, HnswConfig, tally_versions
+from retrieval.index.base import (
+    DENSE_VECTOR,
+    KEYWORD_FIELDS,
+    SPARSE_VECTOR,
+    VERSION_FIELDS,
+    HnswConfig,
+    dense_of,
+    tally_versions,
+)
 from schemas.errors import VectorIndexError
 from schemas.retrieval import IndexedPoint, SearchFilter, SearchHit, SparseVector, VectorQuery
 
@@ -107,7 +115,7 @@ class QdrantServerIndex:
                               with_payload=True, with_vectors=[DENSE_VECTOR] if query.with_vectors else False,
                               **kwargs)
         return [SearchHit(chunk_id=str(p.id), score=float(p.score), payload=p.payload or {},
-                          vector=_dense_of(p.vector) if query.with_vectors else None) for p in response.points]
+                          vector=dense_of(p.vector) if query.with_vectors else None) for p in response.points]
 
     def count(self, collection: str, tenant: str | None = None, document_id: str | None = None) -> int:
         must: list[Any] = [_match(k, v) for k, v in (("tenant", tenant), ("document_id", document_id)) if v]
@@ -166,12 +174,6 @@ def _vectors(point: IndexedPoint, sparse: bool) -> Any:
 
 def _sparse(vector: SparseVector) -> models.SparseVector:
     return models.SparseVector(indices=vector.indices, values=vector.values)
-
-
-def _dense_of(vector: Any) -> list[float] | None:
-    if isinstance(vector, dict):
-        vector = vector.get(DENSE_VECTOR)
-    return [float(x) for x in vector] if vector is not None else None
 
 
 def _match(key: str, value: str) -> models.FieldCondition:
