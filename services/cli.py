@@ -171,6 +171,9 @@ def eval_cmd(
                                                                   "(repeatable; default: all)")] = None,
     split: Annotated[str, typer.Option("--split", help="qrels file under qrels/")] = "test",
     tenant: TenantOpt = None,
+    compare: Annotated[tuple[Path, Path] | None, typer.Option(
+        "--compare", metavar="A.toml B.toml", help="two settings files (shaped like ragline.toml) side by side, "
+        "with a paired significance test per metric")] = None,
 ) -> None:
     """Retrieval quality per mode on a BEIR test collection: nDCG@10, recall@10/100, MRR@10.
     Each document is ranked by its best chunk."""
@@ -180,6 +183,11 @@ def eval_cmd(
     for m in mode or ():
         if m not in ("dense", "sparse", "hybrid", RERANKED):
             raise typer.BadParameter(f"{m!r} is not one of dense, sparse, hybrid, {RERANKED}", param_hint="--mode")
+    if compare is not None:
+        if use_index:
+            raise typer.BadParameter("each configuration builds its own index", param_hint="--use-index")
+        _eval_compare(qrels_dir, compare, as_json, home, tuple(mode or ()), split, tenant)
+        return
     with output.progress("evaluating", enabled=not as_json) as bar:
         tick = bar.advance if bar else None
         report = run_eval(Settings(), qrels_dir, split=split, use_index=use_index, home=home,
@@ -194,6 +202,30 @@ def eval_cmd(
                   for m, s in report.modes.items()])
     if report.duplicate_top10:
         output.error(f"{report.duplicate_top10} top-10 list(s) showed one passage twice")
+
+
+def _eval_compare(qrels_dir: Path, files: tuple[Path, Path], as_json: bool, home: Path | None,
+                  modes: tuple[str, ...], split: str, tenant: str | None) -> None:
+    from services.evaluation import SIGNIFICANCE_SAMPLES, SIGNIFICANCE_TEST, run_compare
+    from services.settings import Settings
+
+    with output.progress("evaluating", enabled=not as_json) as bar:
+        tick = bar.advance if bar else None
+        report = run_compare(Settings(), qrels_dir, *files, split=split, home=home, modes=modes, tenant=tenant,
+                             on_document=tick, on_query=tick)
+    if as_json:
+        output.emit_json(report.to_dict())
+        return
+    first, second = report.reports
+    output.stdout.print(f"{first.dataset}: {first.queries} queries\n  A = {report.a}: {first.documents} documents, "
+                        f"collection {first.collection}\n  B = {report.b}: {second.documents} documents, "
+                        f"collection {second.collection}", highlight=False)
+    output.table("A vs B", ["mode", "metric", "A", "B", "B - A", "p"],
+                 [[mode, metric, f"{c.a:.4f}", f"{c.b:.4f}", f"{c.delta:+.4f}",
+                   f"{c.p:.4f}" + ("*" if c.p < 0.05 else "")]
+                  for mode, metrics in report.modes.items() for metric, c in metrics.items()])
+    output.stdout.print(f"p: {SIGNIFICANCE_TEST}, {SIGNIFICANCE_SAMPLES:,} samples (exact with few queries); "
+                        "* p < 0.05", highlight=False)
 
 
 @app.command(name="reindex")

@@ -16,6 +16,12 @@ matches a corpus id by ``document_id``, else by its source file's name without s
 Metrics, over the queries that have judgements: nDCG@10 (linear gains, as trec_eval and
 BEIR compute it), recall@10, recall@100 and MRR@10 (reciprocal rank of the first relevant
 document within the top 10).
+
+``--compare A.toml B.toml`` evaluates two configurations on the same queries: each file
+holds settings overrides shaped like ``ragline.toml`` (``[chunking]``, ``[retrieval]``,
+``[embedding]``, ...) applied over the current settings, each is ingested into a home of its
+own (``home/a`` and ``home/b`` when kept), and every metric of every mode both ran gets
+A, B, B - A and the p-value of a paired randomization test over the per-query scores.
 """
 
 from __future__ import annotations
@@ -24,11 +30,15 @@ import json
 import math
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+import tomllib
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
 
 from schemas.documents import SourceDocument
 from schemas.errors import ConfigurationError
@@ -230,3 +240,133 @@ def run_eval(settings: Settings, folder: Path, *, split: str = "test", use_index
             return report
         finally:
             application.close()
+
+
+# --- comparing two configurations -------------------------------------------------------
+
+SIGNIFICANCE_SAMPLES = 10_000
+SIGNIFICANCE_SEED = 0
+EXACT_UP_TO = 13  # queries: all 2**13 = 8,192 sign assignments are fewer than the samples drawn
+SIGNIFICANCE_TEST = "paired randomization test (two-sided, per-query sign flips of B - A)"
+
+
+def paired_randomization_test(a: Sequence[float], b: Sequence[float], *, samples: int = SIGNIFICANCE_SAMPLES,
+                              seed: int = SIGNIFICANCE_SEED) -> float:
+    """Two-sided p-value of the mean per-query difference ``b - a``.
+
+    Fisher's randomization test, as Smucker, Allan & Carterette (CIKM 2007) recommend for IR
+    evaluation: under the null hypothesis the two systems are exchangeable on each query, so
+    each query's difference keeps or flips its sign. With few queries every assignment is
+    enumerated (exact); otherwise ``samples`` are drawn with a fixed seed (a rerun prints the
+    same p) and counted with the observed one, so p is never 0 (Phipson & Smyth 2010). No
+    scipy: it is not a dependency, and this is the whole test (a t-test would assume normal
+    differences, which bounded, tied IR scores are not)."""
+    diff = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+    n = len(diff)
+    if n == 0:
+        return 1.0
+    observed = abs(float(diff.mean())) - 1e-12  # equal means up to float rounding count as reached
+    if n <= EXACT_UP_TO:
+        signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+        return float(np.count_nonzero(np.abs(signs @ diff) / n >= observed)) / len(signs)
+    rng = np.random.default_rng(seed)
+    reached = 0
+    for start in range(0, samples, 1000):  # blocks: memory stays ~1000 x n whatever the sample count
+        block = rng.integers(0, 2, size=(min(1000, samples - start), n), dtype=np.int8) * 2 - 1
+        reached += int(np.count_nonzero(np.abs(block @ diff) / n >= observed))
+    return (reached + 1) / (samples + 1)
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    a: float
+    b: float
+    p: float
+
+    @property
+    def delta(self) -> float:
+        return self.b - self.a
+
+    def to_dict(self) -> dict[str, float]:
+        return {"a": round(self.a, 4), "b": round(self.b, 4), "delta": round(self.delta, 4), "p": round(self.p, 4)}
+
+
+@dataclass(frozen=True)
+class CompareReport:
+    a: str  # the configuration files as given
+    b: str
+    reports: tuple[EvalReport, EvalReport]
+    modes: dict[str, dict[str, MetricComparison]]
+
+    def to_dict(self) -> dict[str, Any]:
+        first, second = self.reports
+        return {"compare": {
+            "a": self.a, "b": self.b, "dataset": first.dataset, "queries": first.queries,
+            "documents": {"a": first.documents, "b": second.documents},
+            "collections": {"a": first.collection, "b": second.collection},
+            "test": {"method": SIGNIFICANCE_TEST, "samples": SIGNIFICANCE_SAMPLES, "seed": SIGNIFICANCE_SEED,
+                     "exact_up_to_queries": EXACT_UP_TO},
+            "modes": {m: {k: c.to_dict() for k, c in s.items()} for m, s in self.modes.items()}}}
+
+
+def compare_reports(a: EvalReport, b: EvalReport) -> dict[str, dict[str, MetricComparison]]:
+    """Every metric of every mode both evaluated, paired by query."""
+    compared: dict[str, dict[str, MetricComparison]] = {}
+    for mode in (m for m in a.per_query if m in b.per_query):
+        queries = sorted(set(a.per_query[mode]) & set(b.per_query[mode]))
+        compared[mode] = {}
+        for metric in METRICS:
+            xs = [a.per_query[mode][q][metric] for q in queries]
+            ys = [b.per_query[mode][q][metric] for q in queries]
+            compared[mode][metric] = MetricComparison(
+                a.modes[mode][metric], b.modes[mode][metric], paired_randomization_test(xs, ys))
+    return compared
+
+
+def load_configuration(path: Path, base: Settings) -> Settings:
+    """``base`` with the overrides of a TOML file shaped like the settings (``[retrieval]``,
+    ``[chunking]``, ...), validated as a whole; an error names the file and the field."""
+    try:
+        overrides = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return type(base).model_validate(_merged(base.model_dump(), overrides))
+    except ValidationError as exc:
+        problems = "; ".join(_problem(err["loc"], err["type"], err["msg"], err.get("input")) for err in exc.errors())
+        raise ConfigurationError(f"{path}: {problems}") from exc
+
+
+def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        below = merged.get(key)
+        merged[key] = _merged(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+    return merged
+
+
+def _problem(loc: tuple[int | str, ...], kind: str, message: str, value: object) -> str:
+    """``group.field = value: what is wrong``; a value is shown when it is a plain scalar of a
+    field that is no secret (never a key or a password)."""
+    where = ".".join(str(part) for part in loc) or "settings"
+    if kind == "extra_forbidden":
+        return f"{where}: no such setting"
+    secret = any(word in where for word in ("key", "password", "secret"))
+    shown = isinstance(value, (str, int, float, bool)) and not secret
+    return f"{where}{f' = {value!r}' if shown else ''}: {message}"
+
+
+def run_compare(settings: Settings, folder: Path, config_a: Path, config_b: Path, *, split: str = "test",
+                home: Path | None = None, modes: tuple[str, ...] = (), tenant: str | None = None,
+                on_document: Callable[[], None] | None = None,
+                on_query: Callable[[], None] | None = None) -> CompareReport:
+    """The ``ragline eval --compare`` use case: both files are validated before anything runs,
+    then each configuration is evaluated in a home of its own (``home/a``, ``home/b`` when
+    kept: a rerun embeds nothing) on the same queries, and the two are compared per query."""
+    configured = [load_configuration(config_a, settings), load_configuration(config_b, settings)]
+    first, second = (run_eval(cfg, folder, split=split, home=home / label if home is not None else None,
+                              modes=modes, tenant=tenant, on_document=on_document, on_query=on_query)
+                     for label, cfg in zip("ab", configured, strict=True))
+    return CompareReport(str(config_a), str(config_b), (first, second), compare_reports(first, second))

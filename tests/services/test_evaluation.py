@@ -1,17 +1,32 @@
 """``ragline eval`` on a tiny BEIR-format collection written here: the corpus goes into a
 throwaway home, the queries run through the answering use case in every mode, the metrics
-are the textbook ones, and ``--json`` prints {"modes": {mode: {metric: value}}}."""
+are the textbook ones, and ``--json`` prints {"modes": {mode: {metric: value}}}.
+``--compare A.toml B.toml`` evaluates two configurations side by side with a paired
+randomization test; a bad settings file is refused naming the file and the field."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from schemas.errors import ConfigurationError
 from services.cli import app
-from services.evaluation import load_beir, mrr, ndcg, recall, run_eval
+from services.evaluation import (
+    load_beir,
+    load_configuration,
+    mrr,
+    ndcg,
+    paired_randomization_test,
+    recall,
+    run_compare,
+    run_eval,
+)
 from services.settings import Settings
 
 CORPUS = [
@@ -91,3 +106,80 @@ def test_a_kept_home_is_evaluated_on_the_generation_just_built(beir: Path, tmp_p
     before = run_eval(Settings(), beir, home=home, modes=("dense",))
     after = run_eval(Settings(retrieval={"context_headers": False}), beir, home=home, modes=("dense",))
     assert after.collection != before.collection  # a new pipeline fingerprint: a new generation, served
+
+
+def test_the_paired_randomization_test() -> None:
+    same = [0.1, 0.5, 0.9, 0.3]
+    assert paired_randomization_test(same, same) == 1.0
+    # Ten queries, all better by 0.1: exact over 2**10 sign flips, only "all +" and "all -" reach it.
+    assert paired_randomization_test([0.5] * 10, [0.6] * 10) == pytest.approx(2 / 1024)
+    # Thirty queries: sampled with a fixed seed, counted with the observed assignment (never 0).
+    assert paired_randomization_test([0.5] * 30, [0.6] * 30) == pytest.approx(1 / 10_001)
+    noisy_a = [0.1 * (i % 7) for i in range(40)]
+    noisy_b = [x + (0.05 if i % 2 else -0.04) for i, x in enumerate(noisy_a)]
+    p = paired_randomization_test(noisy_a, noisy_b)
+    assert 0.05 < p < 1.0 and p == paired_randomization_test(noisy_a, noisy_b)  # repeatable
+    assert paired_randomization_test([0.2, 0.4], [0.4, 0.2]) == 1.0  # mean difference 0
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_compare_prints_two_configurations_side_by_side(beir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    a = write(tmp_path / "headers.toml", "[retrieval]\ncontext_headers = true\n")
+    b = write(tmp_path / "plain.toml", "[retrieval]\ncontext_headers = false\n[chunking]\nmax_tokens = 16\n")
+    monkeypatch.setenv("RAGLINE_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(app, ["eval", str(beir), "--json", "--mode", "dense", "--mode", "sparse",
+                                      "--compare", str(a), str(b), "--home", str(tmp_path / "kept")])
+    assert result.exit_code == 0, result.output
+    compare = json.loads(result.stdout)["compare"]
+    assert compare["a"] == str(a) and compare["b"] == str(b) and compare["queries"] == 4
+    assert compare["collections"]["a"] != compare["collections"]["b"]  # two pipelines, two generations
+    assert (tmp_path / "kept" / "a").is_dir() and (tmp_path / "kept" / "b").is_dir()  # one kept home each
+    assert set(compare["modes"]) == {"dense", "sparse"}
+    for metrics in compare["modes"].values():
+        assert set(metrics) == METRICS
+        for c in metrics.values():
+            assert set(c) == {"a", "b", "delta", "p"} and 0 < c["p"] <= 1
+            assert c["delta"] == pytest.approx(c["b"] - c["a"], abs=1e-3)
+    assert "paired randomization" in compare["test"]["method"]
+
+
+def test_identical_configurations_differ_by_nothing(beir: Path, tmp_path: Path) -> None:
+    same = write(tmp_path / "same.toml", "[retrieval]\nrrf_k = 30\n")
+    report = run_compare(Settings(), beir, same, same, modes=("hybrid",))
+    assert report.reports[0].collection == report.reports[1].collection
+    for c in report.modes["hybrid"].values():
+        assert c.delta == 0.0 and c.p == 1.0
+    assert report.to_dict()["compare"]["modes"]["hybrid"]["ndcg@10"]["p"] == 1.0
+
+
+def test_a_bad_settings_file_names_the_file_and_the_field(tmp_path: Path) -> None:
+    bad = write(tmp_path / "bad.toml", "[retrieval]\nrrf_k = 0\ncontext_headers = true\nbogus = 1\n")
+    with pytest.raises(ConfigurationError) as caught:
+        load_configuration(bad, Settings())
+    message = str(caught.value)
+    assert message.startswith(f"{bad}: ")
+    assert "retrieval.rrf_k = 0: Input should be greater than or equal to 1" in message
+    assert "retrieval.bogus: no such setting" in message
+    secret = write(tmp_path / "secret.toml", '[embedding]\napi_key = 5\n')
+    with pytest.raises(ConfigurationError, match=r"embedding\.api_key: ") as caught:
+        load_configuration(secret, Settings())
+    assert "5" not in str(caught.value).replace(str(secret), "")  # a secret's value is never echoed
+    with pytest.raises(ConfigurationError, match="not valid TOML"):
+        load_configuration(write(tmp_path / "broken.toml", "[retrieval\n"), Settings())
+
+
+def test_the_cli_refuses_a_bad_settings_file_on_stderr(beir: Path, tmp_path: Path) -> None:
+    good = write(tmp_path / "good.toml", "")
+    bad = write(tmp_path / "bad.toml", "[chunking]\nmax_tokens = 'many'\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGLINE_")} | {"RAGLINE_HOME": str(tmp_path / "h")}
+    proc = subprocess.run([str(Path(sys.executable).parent / "ragline"), "eval", str(beir), "--json",
+                           "--compare", str(good), str(bad)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert f"{bad}: chunking.max_tokens = 'many': Input should be a valid integer" in " ".join(proc.stderr.split())
+    assert not (tmp_path / "h").exists()  # refused before anything ran
