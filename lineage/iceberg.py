@@ -39,6 +39,7 @@ from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform
 from pyiceberg.types import (
     BooleanType,
+    DoubleType,
     IntegerType,
     ListType,
     LongType,
@@ -102,6 +103,7 @@ ANSWER_SCHEMA = Schema(
     # Optional, added to older tables by ``_evolve``: how the chunks were retrieved (data.retrieval).
     NestedField(20, "retrieval_mode", StringType(), doc="dense | sparse | hybrid; null before hybrid search"),
     NestedField(21, "reranker", StringType(), doc="the reranker's model version, or none"),
+    NestedField(22, "mmr_lambda", DoubleType(), doc="the MMR lambda the chunks were re-ordered with; null: no MMR"),
     identifier_field_ids=[1],
 )
 
@@ -285,7 +287,8 @@ _ANSWER_DATA = ("answer_id", "status", "chunk_ids", "document_ids", "embedding_m
 _DOCUMENT_DATA = ("document_id", "document_version", "source_uri", "collection", "chunk_ids", "forgotten")
 _DATA_FIELDS = {ANSWER_TABLE: _ANSWER_DATA, DOCUMENT_TABLE: _DOCUMENT_DATA}
 #: Columns taken from an object inside ``data``: column -> (object, field). Absent objects give nulls.
-_NESTED_DATA = {"retrieval_mode": ("retrieval", "mode"), "reranker": ("retrieval", "reranker")}
+_NESTED_DATA = {"retrieval_mode": ("retrieval", "mode"), "reranker": ("retrieval", "reranker"),
+                "mmr_lambda": ("retrieval", "mmr")}
 
 
 def _to_arrow(events: Sequence[OutboxEvent], target: pa.Schema, data_fields: tuple[str, ...],

@@ -7,6 +7,9 @@ evidence threshold and replays compare it), and ``rank_score`` the score that or
 it. Duplicate passages (the same text up to case and whitespace, or word shingles at
 least ``duplicate_similarity`` alike) are collapsed into their best-ranked hit, which
 names the other documents holding it (``also_in``): no passage shows twice in a top-k.
+Optionally (``mmr``, a λ in [0, 1]) the candidates are then re-ordered by maximal marginal
+relevance over their dense vectors, fetched with them from the index: a passage much like
+one already ranked moves down in favour of a different one.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from retrieval.mmr import diversify
 from schemas.protocols import Embedder, Reranker, SparseEncoder, VectorIndex
 from schemas.retrieval import GroupBy, RetrievalMode, RetrievedChunk, SearchFilter, SearchHit, VectorQuery
 
@@ -41,6 +45,8 @@ class RetrievalConfig:
     duplicate_similarity: float = 0.9  # word-shingle Jaccard at which two passages are one
     rerank_top_n: int = 50
     group_size: int = 3  # chunks per document with group_by="document"
+    mmr: float | None = None  # MMR λ when a request names none; None: off
+    mmr_candidates: int = 50  # candidates MMR chooses from (at least the fetch size)
 
 
 @dataclass(frozen=True)
@@ -73,39 +79,54 @@ class Retriever:
         return mode
 
     def run(self, query: str, k: int, flt: SearchFilter, *, mode: RetrievalMode | None = None,
-            group_by: GroupBy | None = None, rerank: bool = True) -> Retrieval:
+            group_by: GroupBy | None = None, rerank: bool = True, mmr: float | None = None) -> Retrieval:
+        """``mmr``: the MMR λ of this request (None: the configured default, off unless set)."""
         cfg = self.config
         used = self.effective_mode(mode)
         reranker = self.reranker if rerank else None
+        lam = mmr if mmr is not None else cfg.mmr
         wanted = k * (cfg.group_size if group_by else 1)
         limit = wanted + (max(10, wanted // 2) if cfg.collapse_duplicates or group_by else 0)
         if reranker is not None:
             limit = max(limit, cfg.rerank_top_n)
+        if lam is not None:
+            limit = max(limit, cfg.mmr_candidates)
         t0 = time.perf_counter()
         (dense,) = self.embedder.embed_batch([query])
         sparse = self.sparse.encode_query(query) if used != "dense" and self.sparse is not None else None
         t1 = time.perf_counter()
         request = VectorQuery(mode=used, limit=limit, dense=list(map(float, dense)), sparse=sparse,
                               prefetch_limit=max(cfg.prefetch_limit, limit), rrf_k=cfg.rrf_k,
-                              rrf_weights=cfg.rrf_weights, with_vectors=used != "dense")
+                              rrf_weights=cfg.rrf_weights, with_vectors=used != "dense" or lam is not None)
         hits = self.index.query(self.collection, request, flt)
         t2 = time.perf_counter()
-        chunks = [_chunk(h, rank, _similarity(dense, h) if used != "dense" else h.score)
-                  for rank, h in enumerate(hits, start=1)]
+        chunks = self._order(query, [_chunk(h, rank, _similarity(dense, h) if used != "dense" else h.score)
+                                     for rank, h in enumerate(hits, start=1)],
+                             reranker, lam, {h.chunk_id: h.vector for h in hits if h.vector is not None})
+        t3 = time.perf_counter()
+        chunks = group_by_document(chunks, k, cfg.group_size) if group_by else chunks[:k]
+        ranked = [c.model_copy(update={"rank": rank}) for rank, c in enumerate(chunks, start=1)]
+        return Retrieval(ranked, RetrievalTimings((t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000),
+                         self._params(mode or cfg.mode, used, limit, group_by, reranker, lam))
+
+    def _order(self, query: str, chunks: list[RetrievedChunk], reranker: Reranker | None, lam: float | None,
+               vectors: dict[str, list[float]]) -> list[RetrievedChunk]:
+        """Collapse duplicates, rerank the head, then MMR over what the ranking's scores order
+        alike: the reranked head when a reranker ran (its tail keeps the fused scores), else all."""
+        cfg = self.config
         if cfg.collapse_duplicates:
             chunks = collapse_duplicates(chunks, cfg.duplicate_similarity)
         if reranker is not None and chunks:
             head, tail = chunks[: cfg.rerank_top_n], chunks[cfg.rerank_top_n :]
             results = reranker.rerank(query, [c.text for c in head])
             chunks = [head[r.index].model_copy(update={"rank_score": r.score}) for r in results] + tail
-        t3 = time.perf_counter()
-        chunks = group_by_document(chunks, k, cfg.group_size) if group_by else chunks[:k]
-        ranked = [c.model_copy(update={"rank": rank}) for rank, c in enumerate(chunks, start=1)]
-        return Retrieval(ranked, RetrievalTimings((t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000),
-                         self._params(mode or cfg.mode, used, limit, group_by, reranker))
+        if lam is not None:
+            pool = cfg.rerank_top_n if reranker is not None else len(chunks)
+            chunks = diversify(chunks[:pool], vectors, lam) + chunks[pool:]
+        return chunks
 
     def _params(self, requested: RetrievalMode, used: RetrievalMode, limit: int, group_by: GroupBy | None,
-                reranker: Reranker | None) -> dict[str, Any]:
+                reranker: Reranker | None, lam: float | None) -> dict[str, Any]:
         cfg = self.config
         params: dict[str, Any] = {"mode": used, "candidates": limit,
                                   "reranker": reranker.model_version if reranker is not None else "none",
@@ -119,6 +140,8 @@ class Retriever:
                                 "weights": list(cfg.rrf_weights) if cfg.rrf_weights else None}
         if reranker is not None:
             params["rerank_top_n"] = cfg.rerank_top_n
+        if lam is not None:
+            params["mmr"] = lam  # only when on: answers recorded without MMR keep their shape
         return params
 
 

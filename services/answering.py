@@ -44,6 +44,7 @@ class AnswerRequest:
     conversation: tuple[tuple[str, str], ...] = ()  # chat: every message as (role, text)
     mode: RetrievalMode | None = None  # dense | sparse | hybrid; None: the configured default
     group_by: GroupBy | None = None
+    mmr: float | None = None  # MMR λ in [0, 1]; None: the configured default (off unless set)
 
     def fingerprint(self) -> str:
         """SHA-256 of what determines the answer: endpoint, question (or conversation), k and the
@@ -55,6 +56,8 @@ class AnswerRequest:
         }
         # Only when asked for: fingerprints of requests recorded before these options stay the same.
         shape |= {key: value for key, value in (("mode", self.mode), ("group_by", self.group_by)) if value}
+        if self.mmr is not None:
+            shape["mmr"] = self.mmr
         return ids.text_hash(json.dumps(shape, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
 
 
@@ -191,19 +194,22 @@ class AnswerService:
 
     def retrieve(self, query: str, k: int, flt: SearchFilter, *, checked: bool = True,
                  mode: RetrievalMode | None = None, group_by: GroupBy | None = None,
-                 rerank: bool = True) -> tuple[list[RetrievedChunk], dict[str, float]]:
+                 rerank: bool = True, mmr: float | None = None) -> tuple[list[RetrievedChunk], dict[str, float]]:
         """Ranked chunks; ``checked=False`` lifts the request limits (operator search, eval)."""
         chunks, timings, _ = self.retrieve_with_params(query, k, flt, checked=checked, mode=mode,
-                                                       group_by=group_by, rerank=rerank)
+                                                       group_by=group_by, rerank=rerank, mmr=mmr)
         return chunks, timings
 
     def retrieve_with_params(self, query: str, k: int, flt: SearchFilter, *, checked: bool = True,
                              mode: RetrievalMode | None = None, group_by: GroupBy | None = None,
-                             rerank: bool = True) -> tuple[list[RetrievedChunk], dict[str, float], dict[str, Any]]:
-        """Also what shaped the ranking (mode, fusion, reranker): what lineage records."""
+                             rerank: bool = True, mmr: float | None = None,
+                             ) -> tuple[list[RetrievedChunk], dict[str, float], dict[str, Any]]:
+        """Also what shaped the ranking (mode, fusion, reranker, MMR): what lineage records."""
+        if mmr is not None and not 0.0 <= mmr <= 1.0:
+            raise InvalidInput("mmr", f"{mmr} is not in [0, 1] (1 keeps the ranking; lower favours diversity)")
         if checked:
             self.policy.check(query, k)
-        result = self.retriever.run(query, k, flt, mode=mode, group_by=group_by, rerank=rerank)
+        result = self.retriever.run(query, k, flt, mode=mode, group_by=group_by, rerank=rerank, mmr=mmr)
         t = result.timings
         timings = {"embed_ms": t.embed_ms, "search_ms": t.search_ms}
         if self.retriever.reranker is not None and rerank:
@@ -316,7 +322,7 @@ class AnswerService:
         retrieved_at = datetime.now(UTC)
         chunks, timings, params = self.retrieve_with_params(
             req.retrieval_query or req.query, req.k, req.search_filter, checked=False, mode=req.mode,
-            group_by=req.group_by)
+            group_by=req.group_by, mmr=req.mmr)
         evidence = [c for c in chunks if c.score >= self.min_score]
         return _Gathered(chunks, evidence, timings, retrieved_at, params)
 

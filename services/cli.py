@@ -130,6 +130,8 @@ def search(
     mode: Annotated[str | None, typer.Option("--mode", help="dense, sparse or hybrid (default: the configured "
                                                                 "mode, hybrid)")] = None,
     group_by: Annotated[str | None, typer.Option("--group-by", help="document: k documents, best chunks each")] = None,
+    mmr: Annotated[float | None, typer.Option("--mmr", min=0.0, max=1.0, help="MMR λ: 1 keeps the ranking, lower "
+                                              "values move passages like ones already shown down")] = None,
 ) -> None:
     """Search the index and print the best-matching chunks."""
     from schemas.retrieval import SearchFilter
@@ -143,7 +145,7 @@ def search(
         flt = SearchFilter(tenant=tenant or application.settings.default_tenant,
                            access_tags=tuple(tag) if tag else None)
         chunks, _ = application.answering.retrieve(query, k, flt, checked=False, mode=mode,  # type: ignore[arg-type]
-                                                   group_by=group_by)  # type: ignore[arg-type]
+                                                   group_by=group_by, mmr=mmr)  # type: ignore[arg-type]
     finally:
         application.close()
     if as_json:

@@ -121,6 +121,9 @@ class RetrievalSettings(_Group):
     reranker_api_key: SecretStr | None = None
     reranker_timeout_s: float = Field(10.0, gt=0)
     rerank_top_n: int = Field(50, ge=1, le=1000, description="fused candidates the reranker re-scores")
+    mmr: float | None = Field(None, ge=0, le=1, description="MMR λ of requests that name none: 1 keeps the ranking, "
+                                                            "lower values favour diversity; unset: off")
+    mmr_candidates: int = Field(50, ge=1, le=1000, description="candidates MMR re-orders (at least the fetch size)")
 
 
 class ApiKey(_Group):

@@ -117,7 +117,7 @@ def retrieval_config(settings: Settings) -> RetrievalConfig:
     return RetrievalConfig(mode=cfg.mode, rrf_k=cfg.rrf_k, rrf_weights=cfg.rrf_weights,
                            prefetch_limit=cfg.prefetch_limit, collapse_duplicates=cfg.collapse_duplicates,
                            duplicate_similarity=cfg.duplicate_similarity, rerank_top_n=cfg.rerank_top_n,
-                           group_size=cfg.group_size)
+                           group_size=cfg.group_size, mmr=cfg.mmr, mmr_candidates=cfg.mmr_candidates)
 
 
 def build_redactor(settings: Settings) -> PiiRedactor:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.answering import AnswerRequest
 from services.api.deps import Caller, require_role
-from services.api.models import CleanStr, Filters, clean_text
+from services.api.models import MMR_DESCRIPTION, CleanStr, Filters, clean_text
 from services.api.runtime import Runtime, get_runtime
 from services.api.streaming import AnswerEventStream
 from services.errors import InvalidInput
@@ -65,6 +65,7 @@ class ChatCompletionRequest(BaseModel):
     filters: Filters = Filters()
     mode: Literal["dense", "sparse", "hybrid"] | None = Field(
         None, description="ragline extension: retrieval mode (default: the server's, hybrid)")
+    mmr: float | None = Field(None, ge=0, le=1, description=f"ragline extension: {MMR_DESCRIPTION}")
 
 
 def condense(messages: list[ChatMessage]) -> tuple[str, str]:
@@ -88,7 +89,7 @@ def chat_completions(body: ChatCompletionRequest, caller: Annotated[Caller, Depe
         search_filter=body.filters.to_search_filter(caller), endpoint="/v1/chat/completions",
         request_id=request.state.request_id, idempotency_key=idempotency_key,
         traceparent=request.state.traceparent,
-        conversation=tuple((m.role, m.text()) for m in body.messages), mode=body.mode,
+        conversation=tuple((m.role, m.text()) for m in body.messages), mode=body.mode, mmr=body.mmr,
     )
     created = int(time.time())
     if body.stream:

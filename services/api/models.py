@@ -61,6 +61,11 @@ class Filters(BaseModel):
         )
 
 
+MMR_DESCRIPTION = ("maximal marginal relevance λ: the candidates are re-ordered so that a passage much like one "
+                   "already ranked moves down; 1 keeps the ranking, lower values favour diversity; default: the "
+                   "server's RAGLINE_RETRIEVAL__MMR (off)")
+
+
 class RetrieveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -72,6 +77,7 @@ class RetrieveRequest(BaseModel):
                           "server's RAGLINE_RETRIEVAL__MODE (hybrid)")
     group_by: Literal["document"] | None = Field(
         None, description="document: k documents, each with its best chunks (RAGLINE_RETRIEVAL__GROUP_SIZE)")
+    mmr: float | None = Field(None, ge=0, le=1, description=MMR_DESCRIPTION)
 
 
 class QueryRequest(RetrieveRequest):

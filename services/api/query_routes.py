@@ -22,7 +22,7 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 @router.post("/retrieve", response_model=RetrieveResponse)
 def retrieve(body: RetrieveRequest, caller: Reader, rt: RuntimeDep) -> dict[str, Any]:
     chunks, timings = rt.answers.retrieve(body.query, body.k, body.filters.to_search_filter(caller), mode=body.mode,
-                                          group_by=body.group_by)
+                                          group_by=body.group_by, mmr=body.mmr)
     rt.metrics.embedding_requests.labels("query").inc()
     for stage in ("embed", "search"):
         rt.metrics.retrieval.labels(stage).observe(timings[f"{stage}_ms"] / 1000)
@@ -36,7 +36,7 @@ def query(body: QueryRequest, caller: Reader, rt: RuntimeDep, request: Request,
     req = AnswerRequest(
         query=body.query, k=body.k, search_filter=body.filters.to_search_filter(caller), endpoint="/v1/query",
         request_id=request.state.request_id, idempotency_key=idempotency_key,
-        traceparent=request.state.traceparent, mode=body.mode, group_by=body.group_by,
+        traceparent=request.state.traceparent, mode=body.mode, group_by=body.group_by, mmr=body.mmr,
     )
     if body.stream:
         stream = rt.open_stream(req)  # before the response: a refusal is a problem, not an empty 200

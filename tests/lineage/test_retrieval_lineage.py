@@ -1,7 +1,7 @@
 """Each answer's lineage says how its chunks were retrieved: the optional ``retrieval`` object
-of the answer event (mode, fusion, reranker), valid against the JSON Schema, and the
-``retrieval_mode`` / ``reranker`` columns of the Iceberg table, added to older tables by
-schema evolution. Events from before hybrid search stay valid and land with nulls."""
+of the answer event (mode, fusion, reranker, MMR), valid against the JSON Schema, and the
+``retrieval_mode`` / ``reranker`` / ``mmr_lambda`` columns of the Iceberg table, added to older
+tables by schema evolution. Events from before hybrid search stay valid and land with nulls."""
 
 from __future__ import annotations
 
@@ -57,19 +57,41 @@ def test_an_older_iceberg_table_gains_the_columns_and_lands_both_kinds(tmp_path:
     properties = default_catalog_properties(tmp_path / "lake")
     catalog = load_catalog("old", **properties)
     catalog.create_namespace("lineage")
-    older = Schema(*[f for f in ANSWER_SCHEMA.fields if f.name not in ("retrieval_mode", "reranker")],
+    older = Schema(*[f for f in ANSWER_SCHEMA.fields if f.name not in ("retrieval_mode", "reranker", "mmr_lambda")],
                    identifier_field_ids=[1])
     catalog.create_table("lineage.answer_events", schema=older)
 
     lake = IcebergLanding("old", properties).open()  # evolves the table created by an older ragline
     names = lake.table(ANSWER_TABLE).schema().column_names
-    assert "retrieval_mode" in names and "reranker" in names
+    assert "retrieval_mode" in names and "reranker" in names and "mmr_lambda" in names
     reranked = HYBRID | {"reranker": "http-rerank:cohere:rerank-v3"}
-    assert lake.deliver("b1", [outbox_event(1, HYBRID), outbox_event(2, None), outbox_event(3, reranked)]) == 3
+    assert lake.deliver("b1", [outbox_event(1, HYBRID), outbox_event(2, None), outbox_event(3, reranked),
+                               outbox_event(4, HYBRID | {"mmr": 0.5})]) == 4
 
     rows = lake.table(ANSWER_TABLE).scan().to_arrow().sort_by("outbox_seq").to_pylist()
-    assert [(r["retrieval_mode"], r["reranker"]) for r in rows] == [
-        ("hybrid", "none"), (None, None), ("hybrid", "http-rerank:cohere:rerank-v3")]
+    assert [(r["retrieval_mode"], r["reranker"], r["mmr_lambda"]) for r in rows] == [
+        ("hybrid", "none", None), (None, None, None), ("hybrid", "http-rerank:cohere:rerank-v3", None),
+        ("hybrid", "none", 0.5)]
+
+
+def test_a_table_from_before_mmr_gains_its_column(tmp_path: Path) -> None:
+    properties = default_catalog_properties(tmp_path / "lake")
+    catalog = load_catalog("old", **properties)
+    catalog.create_namespace("lineage")
+    catalog.create_table("lineage.answer_events", schema=Schema(
+        *[f for f in ANSWER_SCHEMA.fields if f.name != "mmr_lambda"], identifier_field_ids=[1]))
+    lake = IcebergLanding("old", properties).open()
+    assert lake.deliver("b1", [outbox_event(1, HYBRID | {"mmr": 1.0}), outbox_event(2, HYBRID)]) == 2
+    rows = lake.table(ANSWER_TABLE).scan().to_arrow().sort_by("outbox_seq").to_pylist()
+    assert [r["mmr_lambda"] for r in rows] == [1.0, None]
+
+
+def test_an_mmr_lambda_outside_0_1_is_refused_by_the_schema() -> None:
+    validate_event(build_answer_event(make_answer(retrieval=HYBRID | {"mmr": 0.3}), deployment="test",
+                                      keep_query_text=True))
+    event = build_answer_event(make_answer(retrieval=HYBRID | {"mmr": 1.5}), deployment="test", keep_query_text=True)
+    with pytest.raises(InvalidEventError, match="retrieval"):
+        validate_event(event)
 
 
 @pytest.fixture

@@ -214,6 +214,8 @@ def test_errors_are_problem_details_naming_the_field(client: TestClient) -> None
         ({"query": QUESTION, "extra": 1}, "extra"),
         ({"query": "x" * 5000}, "query"),
         ({"query": QUESTION, "k": 500}, "k"),
+        ({"query": QUESTION, "mmr": 1.5}, "mmr"),
+        ({"query": QUESTION, "mmr": -0.1}, "mmr"),
     ]
     for payload, field in cases:
         response = client.post("/v1/query", headers=auth("reader-acme"), json=payload)
@@ -222,6 +224,24 @@ def test_errors_are_problem_details_naming_the_field(client: TestClient) -> None
         assert field in [e["field"] for e in response.json()["errors"]], response.json()
     bad_json = client.post("/v1/documents", headers=auth("ingester-acme"), json={"text": "a", "uri": "http://x"})
     assert bad_json.status_code == 422 and "exactly one" in bad_json.json()["detail"]
+
+
+def test_mmr_is_a_request_parameter_of_every_query_endpoint(client: TestClient) -> None:
+    def retrieve(**extra: object) -> list[str]:
+        response = client.post("/v1/retrieve", headers=auth("reader-acme"), json={"query": QUESTION, "k": 4, **extra})
+        assert response.status_code == 200, response.text
+        return [c["chunk_id"] for c in response.json()["chunks"]]
+
+    assert retrieve(mmr=1.0) == retrieve() and len(retrieve(mmr=0.2)) == 4
+    answer = client.post("/v1/query", headers=auth("reader-acme"), json={"query": QUESTION, "mmr": 0.5}).json()
+    chat = client.post("/v1/chat/completions", headers=auth("reader-acme"),
+                       json={"messages": [{"role": "user", "content": QUESTION}], "mmr": 0.5}).json()
+    lineage = client.app.state.application.components.lineage  # type: ignore[attr-defined]
+    for answer_id in (answer["answer_id"], chat["answer_id"]):
+        assert lineage.find_answer("acme", answer_id).retrieval["mmr"] == 0.5
+    refused = client.post("/v1/chat/completions", headers=auth("reader-acme"),
+                          json={"messages": [{"role": "user", "content": QUESTION}], "mmr": 2})
+    assert refused.status_code == 422 and "mmr" in [e["field"] for e in refused.json()["errors"]]
 
 
 def test_authentication_and_roles(client: TestClient) -> None:

@@ -86,6 +86,10 @@ def test_search_prints_a_json_list_of_hits(first_ingest: Result, home: Path) -> 
     assert Path(hits[0]["source_uri"]).name == "incident-runbook.pdf"
     assert hits[0]["page_start"] >= 1 and hits[0]["rank_score"] >= hits[1]["rank_score"]  # fused order (hybrid)
     assert "acknowledge" in hits[0]["text"].lower()
+    same = ragline(home, "search", "how fast must a severity 1 incident be acknowledged", "--k", "2", "--json",
+                   "--mmr", "1")
+    assert same.code == 0, same.stderr
+    assert [h["chunk_id"] for h in same.json()] == [h["chunk_id"] for h in hits]  # λ = 1 keeps the ranking
 
 
 def test_reconcile_reports_a_consistent_index(first_ingest: Result, home: Path) -> None:
@@ -119,3 +123,5 @@ def test_an_invalid_setting_exits_1_naming_the_variable(home: Path) -> None:
 def test_usage_errors_exit_2(home: Path) -> None:
     result = ragline(home, "search", "--k", "0", "query")
     assert result.code == 2 and "--k" in result.stderr and result.stdout == ""
+    result = ragline(home, "search", "--mmr", "1.5", "query")
+    assert result.code == 2 and "--mmr" in result.stderr and result.stdout == ""
