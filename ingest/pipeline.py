@@ -1,4 +1,4 @@
-"""sources -> extract -> redact PII -> chunk -> embed -> index, several documents at a time.
+"""sources -> extract -> redact PII -> chunk -> dedup -> embed -> index, several documents at a time.
 
 Re-ingest semantics (DESIGN.md): an unchanged document under the same pipeline
 fingerprint is a no-op that costs no embedding call; a changed one is indexed under
@@ -14,6 +14,12 @@ The stages overlap (see :class:`IngestPipeline`): extraction runs in the sandbox
 workers, one document per core, chunking beside it, and one embedding batcher mixes the
 chunks of every document in flight into length-sorted requests; the writes stay on the
 calling thread, in input order.
+
+With ``near_duplicates``, each chunk is matched (MinHash/LSH, ``ingest.dedup``) against the
+canonical chunks already indexed in its scope and the earlier ones of its document. A copy is
+not embedded (it reuses its canonical's cached vector), is indexed with ``duplicate_of`` so
+searches pass over it, and is counted in ``near_duplicates``; when a canonical's document is
+deleted, forgotten or replaced, its copies are promoted before its points go.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ import numpy as np
 from sqlalchemy.exc import DataError, IntegrityError
 
 from ingest.context import contextual_text
+from ingest.dedup.base import Match, Sketches
+from ingest.dedup.detector import NearDuplicates
+from ingest.dedup.promote import Retirer
 from ingest.embed.batcher import EmbeddingBatcher
 from ingest.embed.client import CostEstimate, EmbeddingClient, EmbeddingPlan
 from ingest.extract.registry import ExtractionLimits, extract_document
@@ -53,7 +62,7 @@ from schemas.errors import (
 )
 from schemas.lineage import DocumentChange
 from schemas.protocols import ChunkArchive, Chunker, Redactor, SparseEncoder, VectorIndex
-from schemas.retrieval import IndexedPoint
+from schemas.retrieval import DUPLICATE_OF, IndexedPoint
 
 Status = Literal["new", "updated", "unchanged", "failed"]
 MAX_DOCUMENT_ID = 64  # the registry's key column
@@ -69,6 +78,7 @@ class DocumentOutcome:
     error: str | None = None
     warnings: tuple[str, ...] = ()
     pii_redacted: dict[str, int] = field(default_factory=dict)  # values replaced per entity type
+    near_duplicates: int = 0  # chunks recorded as copies of a canonical chunk (not embedded, not searched twice)
 
 
 @dataclass
@@ -81,10 +91,12 @@ class IngestSummary:
     estimate: dict[str, Any] | None = None
     elapsed_s: float = 0.0
     pii_redacted: dict[str, int] = field(default_factory=dict)  # totals per entity type, never values
+    near_duplicates: int = 0
 
     def add(self, outcome: DocumentOutcome) -> None:
         self.documents[outcome.status] += 1
         self.chunks += outcome.chunks
+        self.near_duplicates += outcome.near_duplicates
         for entity, n in outcome.pii_redacted.items():
             self.pii_redacted[entity] = self.pii_redacted.get(entity, 0) + n
         self.warnings.extend(outcome.warnings)
@@ -107,6 +119,9 @@ class _Work:
     chunks: list[Chunk] = field(default_factory=list)
     pii: dict[str, int] = field(default_factory=dict)
     texts: list[str] = field(default_factory=list)
+    chunk_ids: list[str] = field(default_factory=list)
+    text_hashes: list[str] = field(default_factory=list)  # of ``texts`` (what a copy's canonical is cached under)
+    sketches: Sketches | None = None  # MinHash signatures (near-duplicate detection on)
     plan: EmbeddingPlan | None = None
     fresh: dict[str, np.ndarray] | None = None  # vectors embedded for this document's misses
     cost: CostEstimate | None = None  # --estimate
@@ -148,12 +163,16 @@ class IngestPipeline:
                  on_change: Callable[[DocumentChange], None] | None = None,
                  source_store: SourceStore | None = None, also_to: tuple[str, ...] = (),
                  sparse: SparseEncoder | None = None, context_headers: bool = False,
+                 near_duplicates: NearDuplicates | None = None,
                  max_documents: int = 64, max_bytes: int = 256 * 1024 * 1024) -> None:
         """``also_to``: other generations that must see every write while they coexist with
         ``collection`` (the one still serving queries, until the new one is complete).
         ``sparse``: each chunk also gets a lexical sparse vector (hybrid search);
         ``context_headers``: each chunk is embedded with its document's title and heading path
-        in front (:func:`ingest.context.contextual_text`); the stored text stays the chunk's own."""
+        in front (:func:`ingest.context.contextual_text`); the stored text stays the chunk's own.
+        ``near_duplicates``: the ledger of copies (detection runs when it is enabled; copies of a
+        deleted document's chunks are promoted whenever it is given). Copies are marked in
+        ``collection`` only: ``also_to`` generations get every chunk as its own point."""
         self._limits = limits
         self._chunker_for = chunker_for
         self.embedder = embedder
@@ -168,6 +187,9 @@ class IngestPipeline:
         self._redactor = redactor  # PII redaction between extraction and chunking (None: none)
         self._sparse = sparse
         self._context_headers = context_headers
+        self._dedup = near_duplicates
+        self._retirer = None if near_duplicates is None else Retirer(
+            near_duplicates, index, embedder.embed, (collection, *self._also_to), context_headers)
         self.max_documents = max_documents
         self.max_bytes = max_bytes
 
@@ -304,9 +326,37 @@ class IngestPipeline:
         try:
             work.document, work.chunks, work.pii = self._extract_and_chunk(source)
             work.texts = self._embedded_texts(work.document, work.chunks)
-            work.plan = self.embedder.plan(work.texts)
+            work.chunk_ids = [ids.chunk_id(source.tenant, work.doc_id, work.version, self.fingerprint, c.index)
+                              for c in work.chunks]
+            work.plan = self.embedder.plan(work.texts, self._copies(work, source))
         except TerminalError as exc:
             work.failure = exc.reason if isinstance(exc, ExtractionError) else str(exc)
+
+    def _copies(self, work: _Work, source: SourceDocument) -> dict[int, str]:
+        """Sketch the chunks and find the copies among them: position -> the embedded-text hash
+        of its canonical, whose vector it takes (no model call for it)."""
+        if self._dedup is None or not self._dedup.enabled:
+            return {}
+        work.text_hashes = [ids.text_hash(t) for t in work.texts]
+        work.sketches = self._dedup.sketch([c.text for c in work.chunks], self.collection, source.access_tags)
+        found = self._dedup.match(source.tenant, work.doc_id, work.chunk_ids, work.text_hashes, work.sketches)
+        return {i: m.text_sha256 for i, m in enumerate(found) if m is not None}
+
+    def _settle_copies(self, work: _Work, source: SourceDocument, vectors: np.ndarray) -> list[Match | None]:
+        """The copies as they stand at the write, on this thread: a document written since
+        preparing may hold a chunk's canonical, and a canonical gone since is not one. A chunk
+        whose vector was taken from a canonical it no longer copies is embedded after all."""
+        if self._dedup is None or work.sketches is None or work.plan is None:
+            return [None] * len(work.chunks)
+        found = self._dedup.match(source.tenant, work.doc_id, work.chunk_ids, work.text_hashes, work.sketches)
+        own = set(work.text_hashes)
+        stale = [i for i, (taken, match) in enumerate(zip(work.plan.hashes, found, strict=True))
+                 if taken != work.text_hashes[i]
+                 and (match is None or (taken not in own and match.text_sha256 != taken))]
+        if stale:
+            for i, vector in zip(stale, self.embedder.embed([work.texts[i] for i in stale]), strict=True):
+                vectors[i] = vector
+        return found
 
     def _prepare_estimate(self, work: _Work, source: SourceDocument) -> None:
         try:
@@ -366,7 +416,8 @@ class IngestPipeline:
             return DocumentOutcome(source.source_uri, "unchanged", doc_id, version, len(chunks))
         self.embedder.remember(work.fresh)
         vectors = self.embedder.assemble(work.plan, work.fresh)
-        chunk_ids = [ids.chunk_id(source.tenant, doc_id, version, self.fingerprint, c.index) for c in chunks]
+        chunk_ids = work.chunk_ids
+        copies = self._settle_copies(work, source, vectors)
         payload_base = {
             "tenant": source.tenant, "document_id": doc_id, "document_version": version,
             "source_uri": source.source_uri, "media_type": document.media_type,
@@ -376,6 +427,8 @@ class IngestPipeline:
         points = [IndexedPoint(chunk_id=cid, vector=vec.tolist(), payload={**payload_base, **_chunk_payload(c)},
                                sparse=sv)
                   for cid, c, vec, sv in zip(chunk_ids, chunks, vectors, sparse, strict=True)]
+        marked = [p.model_copy(update={"payload": {**p.payload, DUPLICATE_OF: m.canonical}}) if m else p
+                  for p, m in zip(points, copies, strict=True)]
         if self._archive:
             self._archive.archive_chunks([
                 ArchivedChunk(cid, source.tenant, doc_id, version, source.source_uri, c.index, c.text,
@@ -383,7 +436,12 @@ class IngestPipeline:
                 for cid, c in zip(chunk_ids, chunks, strict=True)])
         if self._sources is not None and not rereadable(source.source_uri):
             self._sources.put(source.tenant, version, source.data)
-        self._index.upsert(self.collection, points)
+        if self._dedup is not None and work.sketches is not None:
+            self._dedup.record(source.tenant, self.collection, doc_id, version, chunk_ids, work.text_hashes,
+                               work.sketches, copies)
+        self._index.upsert(self.collection, marked)
+        if self._retirer is not None:  # the copies of its replaced chunks stay found once those go
+            self._retirer.retire(source.tenant, doc_id, keep=set(chunk_ids))
         self._index.delete_document(self.collection, source.tenant, doc_id, keep_version=version)
         for other in self._also_to:
             # Another generation's chunks of even the same version have other ids: replace them all.
@@ -406,7 +464,7 @@ class IngestPipeline:
             self._sources.delete(source.tenant, existing.version)
         status: Status = "updated" if existing and existing.status == "indexed" else "new"
         return DocumentOutcome(source.source_uri, status, doc_id, version, len(chunks), warnings=document.warnings,
-                               pii_redacted=pii)
+                               pii_redacted=pii, near_duplicates=sum(m is not None for m in copies))
 
 
     def delete(self, tenant: str, document_id: str, also_from: tuple[str, ...] = ()) -> bool:
@@ -415,6 +473,8 @@ class IngestPipeline:
         record = self._registry.get(tenant, document_id)
         if record is None or record.status == "deleted":
             return False
+        if self._retirer is not None:  # copies of its chunks elsewhere become canonical first
+            self._retirer.retire(tenant, document_id)
         for collection in dict.fromkeys((record.collection, *also_from, *self._also_to)):
             self._index.delete_document(collection, tenant, document_id)
         self._registry.record_deleted(tenant, document_id)

@@ -46,7 +46,7 @@ class DocumentRegistry:
         with self._engine.connect() as conn:
             row = conn.execute(
                 select(documents).where(documents.c.tenant == tenant, documents.c.document_id == document_id,
-                                        _visible_to(reader_tags))
+                                        visible_to(reader_tags))
             ).mappings().first()
         return DocumentRecord(**row) if row else None
 
@@ -57,7 +57,7 @@ class DocumentRegistry:
         with self._engine.connect() as conn:
             rows = conn.execute(select(documents.c.document_id).where(
                 documents.c.tenant == tenant, documents.c.document_id.in_(set(document_ids)),
-                _visible_to(reader_tags))).scalars().all()
+                visible_to(reader_tags))).scalars().all()
         return set(rows)
 
     def record_indexed(self, *, tenant: str, document_id: str, version: str, source_uri: str, media_type: str,
@@ -130,7 +130,7 @@ class DocumentRegistry:
     def list(self, tenant: str, *, status: str | None = None, source_prefix: str | None = None,
              limit: int = 50, offset: int = 0,
              reader_tags: tuple[str, ...] | None = None) -> tuple[list[DocumentRecord], int]:
-        conds = [documents.c.tenant == tenant, _visible_to(reader_tags)]
+        conds = [documents.c.tenant == tenant, visible_to(reader_tags)]
         if status:
             conds.append(documents.c.status == status)
         if source_prefix:
@@ -170,7 +170,7 @@ def _replace_tags(conn: Connection, tenant: str, document_id: str, tags: list[st
         conn.execute(document_access_tags.insert(), rows)
 
 
-def _visible_to(reader_tags: tuple[str, ...] | None) -> ColumnElement[bool]:
+def visible_to(reader_tags: tuple[str, ...] | None) -> ColumnElement[bool]:
     """SQL form of ``schemas.access.can_read``: untagged, or sharing one of the reader's tags."""
     if reader_tags is None:
         return true()

@@ -1,4 +1,5 @@
-"""Relational tables owned by ingestion: the document registry and the embedding cache.
+"""Relational tables owned by ingestion: the document registry, the embedding cache and
+the near-duplicate ledger (chunk signatures and their LSH bands).
 
 Migrations for every package's tables live in one alembic history in ``services``.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Index,
@@ -63,4 +65,34 @@ embedding_cache = Table(
     Column("text_sha256", String(64), primary_key=True),
     Column("vector", LargeBinary, nullable=False),  # float32, little-endian
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Near-duplicate detection (0010, ``ingest.dedup``): one row per chunk indexed since, with
+#: its MinHash signature and, for a near-duplicate, the canonical chunk it copies (NULL: it
+#: is canonical). ``scope`` (collection, access tags, sketch) is what two chunks must share,
+#: besides the tenant, to be copies of one another.
+chunk_signatures = Table(
+    "chunk_signatures", metadata,
+    Column("tenant", String(128), primary_key=True),
+    Column("chunk_id", String(36), primary_key=True),
+    Column("collection", String(128), nullable=False),
+    Column("document_id", String(64), nullable=False),
+    Column("document_version", String(64), nullable=False),
+    Column("chunk_index", Integer, nullable=False),
+    Column("scope", String(64), nullable=False),
+    Column("signature", LargeBinary, nullable=False),  # MinHash values, uint32 little-endian
+    Column("text_sha256", String(64), nullable=False),  # its embedded text: the cache key of a canonical's vector
+    Column("duplicate_of", String(36)),
+    Index(None, "tenant", "document_id"),
+    Index(None, "tenant", "duplicate_of"),
+)
+
+#: The LSH index over canonical chunks: one row per band of a signature, keyed by a 64-bit
+#: digest of (scope, band number, the band's values). A chunk whose band key is found here
+#: is a candidate, confirmed by comparing whole signatures.
+chunk_bands = Table(
+    "chunk_bands", metadata,
+    Column("band", BigInteger, primary_key=True),
+    Column("tenant", String(128), primary_key=True),
+    Column("chunk_id", String(36), primary_key=True),
 )

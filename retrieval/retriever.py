@@ -7,6 +7,9 @@ evidence threshold and replays compare it), and ``rank_score`` the score that or
 it. Duplicate passages (the same text up to case and whitespace, or word shingles at
 least ``duplicate_similarity`` alike) are collapsed into their best-ranked hit, which
 names the other documents holding it (``also_in``): no passage shows twice in a top-k.
+Near-duplicates recorded at ingest (``PassageIndex``) are not searched at all unless the
+filter narrows the search; their canonical chunk's hit names their documents, and any hits
+of one recorded passage are folded into the best-ranked one whatever their text.
 Optionally (``mmr``, a λ in [0, 1]) the candidates are then re-ordered by maximal marginal
 relevance over their dense vectors, fetched with them from the index: a passage much like
 one already ranked moves down in favour of a different one.
@@ -16,14 +19,23 @@ from __future__ import annotations
 
 import math
 import time
-import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from retrieval.mmr import diversify
-from schemas.protocols import Embedder, Reranker, SparseEncoder, VectorIndex
-from schemas.retrieval import GroupBy, RetrievalMode, RetrievedChunk, SearchFilter, SearchHit, VectorQuery
+from schemas.passages import passage_key as passage_key  # one definition of "the same passage", re-exported
+from schemas.passages import word_shingles
+from schemas.protocols import Embedder, PassageIndex, Reranker, SparseEncoder, VectorIndex
+from schemas.retrieval import (
+    GroupBy,
+    Passage,
+    RetrievalMode,
+    RetrievedChunk,
+    SearchFilter,
+    SearchHit,
+    VectorQuery,
+)
 
 
 @dataclass(frozen=True)
@@ -59,13 +71,16 @@ class Retrieval:
 class Retriever:
     def __init__(self, embedder: Embedder, index: VectorIndex, collection: str,
                  sparse: SparseEncoder | None = None, config: RetrievalConfig | None = None,
-                 reranker: Reranker | None = None) -> None:
+                 reranker: Reranker | None = None, passages: PassageIndex | None = None) -> None:
+        """``passages``: the near-duplicates recorded at ingest (copies are then not searched,
+        and every document holding a hit's passage is named in its ``also_in``)."""
         self.embedder = embedder
         self.index = index
         self.collection = collection
         self.sparse = sparse
         self.config = config or RetrievalConfig()
         self.reranker = reranker
+        self.passages = passages
 
     def retrieve(self, query: str, k: int, flt: SearchFilter) -> tuple[list[RetrievedChunk], RetrievalTimings]:
         result = self.run(query, k, flt)
@@ -98,7 +113,7 @@ class Retriever:
         request = VectorQuery(mode=used, limit=limit, dense=list(map(float, dense)), sparse=sparse,
                               prefetch_limit=max(cfg.prefetch_limit, limit), rrf_k=cfg.rrf_k,
                               rrf_weights=cfg.rrf_weights, with_vectors=used != "dense" or lam is not None)
-        hits = self.index.query(self.collection, request, flt)
+        hits = self._search(request, flt)
         t2 = time.perf_counter()
         chunks = self._order(query, [_chunk(h, rank, _similarity(dense, h) if used != "dense" else h.score)
                                      for rank, h in enumerate(hits, start=1)],
@@ -124,6 +139,17 @@ class Retriever:
             pool = cfg.rerank_top_n if reranker is not None else len(chunks)
             chunks = diversify(chunks[:pool], vectors, lam) + chunks[pool:]
         return chunks
+
+    def _search(self, request: VectorQuery, flt: SearchFilter) -> list[SearchHit]:
+        """The engine's hits with the copies recorded at ingest folded in. Copies are left out
+        of the search unless the filter narrows it (to documents, sources or media types: a
+        copy may then be the only one in scope)."""
+        if self.passages is None:
+            return self.index.query(self.collection, request, flt)
+        if not flt.narrowed:
+            request = request.model_copy(update={"skip_duplicates": True})
+        hits = self.index.query(self.collection, request, flt)
+        return fold_copies(hits, self.passages.passages(flt, [h.chunk_id for h in hits])) if hits else hits
 
     def _params(self, requested: RetrievalMode, used: RetrievalMode, limit: int, group_by: GroupBy | None,
                 reranker: Reranker | None, lam: float | None) -> dict[str, Any]:
@@ -151,7 +177,7 @@ def _chunk(hit: SearchHit, rank: int, similarity: float) -> RetrievedChunk:
         chunk_id=hit.chunk_id, document_id=str(p["document_id"]), document_version=str(p["document_version"]),
         source_uri=str(p["source_uri"]), rank=rank, score=similarity, rank_score=hit.score,
         text=str(p.get("text", "")), page_start=p.get("page_start"), page_end=p.get("page_end"),
-        heading_path=list(p.get("heading_path") or []), media_type=p.get("media_type"))
+        heading_path=list(p.get("heading_path") or []), media_type=p.get("media_type"), also_in=list(hit.also_in))
 
 
 def _similarity(query: Sequence[float], hit: SearchHit) -> float:
@@ -162,20 +188,28 @@ def _similarity(query: Sequence[float], hit: SearchHit) -> float:
     return dot / norm if norm else 0.0
 
 
-def passage_key(text: str) -> str:
-    """A passage up to Unicode form, case and whitespace: what makes two hits "the same"."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
-
-
-def _shingles(key: str) -> frozenset[str]:
-    words = key.split()
-    if len(words) < 3:
-        return frozenset(words)
-    return frozenset(" ".join(words[i : i + 3]) for i in range(len(words) - 2))
+def fold_copies(hits: Sequence[SearchHit], passages: Mapping[str, Passage]) -> list[SearchHit]:
+    """Hits of one passage recorded at ingest as one: the best-ranked stays and names every
+    other document holding the passage (``passages``: chunk id -> its passage, its holders)."""
+    kept: list[SearchHit] = []
+    at: dict[str, int] = {}
+    for hit in hits:
+        passage = passages.get(hit.chunk_id)
+        if passage is None:
+            kept.append(hit)
+            continue
+        i = at.get(passage.passage_id)
+        if i is None:
+            at[passage.passage_id] = len(kept)
+            kept.append(hit.model_copy(update={"also_in": [d for d in passage.document_ids if d != hit.document_id]}))
+        elif hit.document_id != kept[i].document_id and hit.document_id not in kept[i].also_in:
+            kept[i] = kept[i].model_copy(update={"also_in": [*kept[i].also_in, hit.document_id]})
+    return kept
 
 
 def collapse_duplicates(chunks: Sequence[RetrievedChunk], similarity: float = 0.9) -> list[RetrievedChunk]:
-    """Keep the best-ranked copy of each passage; it names the other documents holding it."""
+    """Keep the best-ranked copy of each passage; it names the other documents holding it
+    (those it named already, then those of the copies collapsed into it)."""
     kept: list[RetrievedChunk] = []
     keys: dict[str, int] = {}
     shingles: list[frozenset[str]] = []
@@ -184,7 +218,7 @@ def collapse_duplicates(chunks: Sequence[RetrievedChunk], similarity: float = 0.
         key = passage_key(chunk.text)
         match = keys.get(key)
         if match is None and similarity < 1.0:
-            mine = _shingles(key)
+            mine = word_shingles(key)
             match = next((i for i, theirs in enumerate(shingles) if _jaccard(mine, theirs, similarity)), None)
         else:
             mine = frozenset()
@@ -192,10 +226,13 @@ def collapse_duplicates(chunks: Sequence[RetrievedChunk], similarity: float = 0.
             keys[key] = len(kept)
             kept.append(chunk)
             shingles.append(mine if similarity < 1.0 else frozenset())
-            others.append([])
-        elif chunk.document_id != kept[match].document_id and chunk.document_id not in others[match]:
-            others[match].append(chunk.document_id)
-    return [c.model_copy(update={"also_in": also}) if also else c for c, also in zip(kept, others, strict=True)]
+            others.append(list(chunk.also_in))
+        else:
+            for document_id in (chunk.document_id, *chunk.also_in):
+                if document_id != kept[match].document_id and document_id not in others[match]:
+                    others[match].append(document_id)
+    return [c.model_copy(update={"also_in": also}) if also != c.also_in else c
+            for c, also in zip(kept, others, strict=True)]
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str], threshold: float) -> bool:

@@ -13,6 +13,7 @@ from schemas.privacy import Redaction
 from schemas.retrieval import (
     Generation,
     IndexedPoint,
+    Passage,
     RerankResult,
     RetrievedChunk,
     SearchFilter,
@@ -124,6 +125,11 @@ class VectorIndex(Protocol):
         """Delete a document's points; with ``keep_version``, only its other versions."""
         ...
 
+    def retrieve(self, collection: str, chunk_ids: Sequence[str]) -> list[IndexedPoint]:
+        """The stored points (payload, dense and sparse vectors) of these ids; unknown ids are
+        left out. What a near-duplicate's promotion to canonical rewrites."""
+        ...
+
     def search(
         self, collection: str, vector: Sequence[float], k: int, flt: SearchFilter
     ) -> list[SearchHit]:
@@ -160,6 +166,17 @@ class VectorIndex(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class PassageIndex(Protocol):
+    """The near-duplicate chunks recorded at ingest, as retrieval reads them: for each hit,
+    the passage it belongs to and every document holding that passage. Only documents that
+    ``flt`` lets its reader see are named (its tenant, access tags and narrowing filters)."""
+
+    def passages(self, flt: SearchFilter, chunk_ids: Sequence[str]) -> dict[str, Passage]:
+        """``chunk_id -> Passage`` for the chunks recorded in a passage (others are left out)."""
+        ...
 
 
 @runtime_checkable

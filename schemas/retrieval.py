@@ -24,6 +24,10 @@ class SparseVector(_Frozen):
     values: list[float]
 
 
+#: The payload field of a chunk recorded at ingest as a near-duplicate: its canonical chunk's id.
+DUPLICATE_OF = "duplicate_of"
+
+
 class IndexedPoint(_Frozen):
     """One chunk as stored in the vector index (the point's payload plus its vectors)."""
 
@@ -37,7 +41,9 @@ class VectorQuery(_Frozen):
     """One search as the index runs it. ``dense`` ranks by cosine, ``sparse`` by the sparse
     vector's dot product with IDF, ``hybrid`` fuses a dense and a sparse prefetch of
     ``prefetch_limit`` candidates each with reciprocal rank fusion (``rrf_k``), in the engine.
-    ``with_vectors`` returns each hit's dense vector (to compute its cosine similarity)."""
+    ``with_vectors`` returns each hit's dense vector (to compute its cosine similarity).
+    ``skip_duplicates`` leaves out the chunks recorded at ingest as near-duplicates of another
+    (payload ``duplicate_of``): their canonical chunk stands for them and names their documents."""
 
     mode: RetrievalMode
     limit: int = Field(ge=1)
@@ -47,6 +53,7 @@ class VectorQuery(_Frozen):
     rrf_k: int = Field(60, ge=1)
     rrf_weights: tuple[float, float] | None = None  # (dense, sparse)
     with_vectors: bool = False
+    skip_duplicates: bool = False
 
 
 class SearchFilter(_Frozen):
@@ -63,12 +70,18 @@ class SearchFilter(_Frozen):
     source_uris: tuple[str, ...] | None = None
     media_types: tuple[str, ...] | None = None
 
+    @property
+    def narrowed(self) -> bool:
+        """Whether the search is restricted to some documents, sources or media types."""
+        return self.document_ids is not None or self.source_uris is not None or self.media_types is not None
+
 
 class SearchHit(_Frozen):
     chunk_id: str
     score: float
     payload: dict[str, Any]
     vector: list[float] | None = None  # the dense vector, when the query asked for it
+    also_in: list[str] = Field(default_factory=list)  # other documents holding its passage (set by the retriever)
 
     @property
     def document_id(self) -> str:
@@ -97,6 +110,15 @@ class RetrievedChunk(_Frozen):
     page_end: int | None = None
     heading_path: list[str] = Field(default_factory=list)
     media_type: str | None = None
+
+
+class Passage(_Frozen):
+    """A passage recorded at ingest (``ingest.dedup``): its canonical chunk, and the documents
+    holding it (the canonical's and its near-duplicates', as far as the search's filter lets
+    the reader see them; ordered by document id)."""
+
+    passage_id: str  # the canonical chunk's id
+    document_ids: list[str]
 
 
 class Generation(_Frozen):

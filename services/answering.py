@@ -362,7 +362,7 @@ class AnswerService:
         citations = [
             {"chunk_id": c.chunk_id, "document_id": c.document_id, "source_uri": c.source_uri,
              "page_start": c.page_start, "page_end": c.page_end, "rank": c.rank,
-             "quote": generation.quotes.get(rank) or " ".join(c.text.split())[:QUOTE_CHARS]}
+             "quote": generation.quotes.get(rank) or " ".join(c.text.split())[:QUOTE_CHARS], "also_in": c.also_in}
             for rank in generation.cited_ranks if (c := by_rank.get(rank))
         ]
         usage = {"prompt_tokens": generation.prompt_tokens, "completion_tokens": generation.completion_tokens,

@@ -94,7 +94,8 @@ class Application:
                               tenants_raw_queries=frozenset(t for t, r in pii.tenants.items() if r.queries is False),
                               tenants_redacting_queries=frozenset(t for t, r in pii.tenants.items() if r.queries))
         retriever = Retriever(c.embedder, c.index, generations.serving, sparse=c.sparse_encoder,
-                              config=retrieval_config(self.settings), reranker=build_reranker(self.settings))
+                              config=retrieval_config(self.settings), reranker=build_reranker(self.settings),
+                              passages=c.signature_store)
         return AnswerService(retriever, build_generator(self.settings), load_template(gen.template), c.lineage,
                              policy)
 

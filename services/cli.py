@@ -84,7 +84,8 @@ def ingest(
 def _render_ingest(summary: IngestSummary, stats: Any, as_json: bool,
                    pruned: list[dict[str, str]] | None = None) -> None:
     data: dict[str, Any] = {
-        "documents": summary.documents, "chunks": summary.chunks, "embedded_texts": stats.embedded_texts,
+        "documents": summary.documents, "chunks": summary.chunks, "near_duplicates": summary.near_duplicates,
+        "embedded_texts": stats.embedded_texts,
         "embedding_requests": stats.requests, "errors": summary.errors,
         "cache_hits": stats.cache_hits, "embedding_tokens": stats.tokens, "cost_usd": round(stats.cost_usd, 6),
         "over_long_inputs": stats.over_long, "warnings": summary.warnings, "elapsed_s": round(summary.elapsed_s, 3),
@@ -103,8 +104,9 @@ def _render_ingest(summary: IngestSummary, stats: Any, as_json: bool,
     rate = sum(docs.values()) / max(summary.elapsed_s, 1e-6)
     output.stdout.print(
         f"documents: {docs['new']} new, {docs['updated']} updated, {docs['unchanged']} unchanged, "
-        f"{docs['failed']} failed · {summary.chunks} chunks · {stats.embedded_texts} texts embedded in "
-        f"{stats.requests} requests ({stats.cache_hits} cached) · {rate:.1f} docs/s"
+        f"{docs['failed']} failed · {summary.chunks} chunks ({summary.near_duplicates} near-duplicates) · "
+        f"{stats.embedded_texts} texts embedded in {stats.requests} requests ({stats.cache_hits} cached) · "
+        f"{rate:.1f} docs/s"
     )
     if summary.pii_redacted:
         output.stdout.print("PII redacted: " + ", ".join(f"{n} {e}" for e, n in sorted(summary.pii_redacted.items())))

@@ -55,7 +55,8 @@ class IngestTargets:
 
 def outcome_view(outcome: DocumentOutcome) -> dict[str, Any]:
     return {"document_id": outcome.document_id, "version": outcome.version, "status": outcome.status,
-            "chunks": outcome.chunks, "warnings": list(outcome.warnings), "error": outcome.error}
+            "chunks": outcome.chunks, "near_duplicates": outcome.near_duplicates, "warnings": list(outcome.warnings),
+            "error": outcome.error}
 
 
 class LocalSources:

@@ -109,7 +109,11 @@ class RetrievalSettings(_Group):
     rrf_weights: tuple[float, float] | None = Field(None, description="(dense, sparse) weights of the fusion")
     prefetch_limit: int = Field(100, ge=1, le=10_000, description="candidates per side fused in hybrid mode")
     collapse_duplicates: bool = Field(True, description="no passage twice in a top-k (case/whitespace, shingles)")
-    duplicate_similarity: float = Field(0.9, gt=0, le=1, description="word-shingle Jaccard of one passage")
+    duplicate_similarity: float = Field(0.9, gt=0, le=1, description="word-shingle Jaccard of one passage, at "
+                                        "query time (exact) and at ingest (MinHash estimate)")
+    dedup_at_ingest: bool = Field(True, description="record near-duplicate chunks at ingest (MinHash/LSH at "
+                                  "duplicate_similarity, same tenant and access tags): a copy reuses its canonical's "
+                                  "vector, searches pass over it, and its document is named in also_in")
     group_size: int = Field(3, ge=1, le=100, description="chunks per document with group_by=document")
     context_headers: bool = Field(True, description="embed each chunk with its title and heading path in front "
                                                     "(part of the pipeline fingerprint)")

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     # runtimes it uses (``ragline search`` no pipeline, extractor, fetcher or lineage lake).
     from sqlalchemy import Engine
 
+    from ingest.dedup import NearDuplicates, SignatureStore
     from ingest.embed import EmbeddingClient
     from ingest.fetch import FetchPolicy
     from ingest.pipeline import IngestPipeline
@@ -291,7 +292,24 @@ class Components:
             archive=self.chunk_archive, on_change=self.lineage.record_document_change, redactor=self.redactor,
             source_store=self.source_store, also_to=self.coexisting_generations,
             sparse=self.sparse_encoder, context_headers=self.settings.retrieval.context_headers,
+            near_duplicates=self.near_duplicates,
         )
+
+    @cached_property
+    def signature_store(self) -> SignatureStore:
+        """The near-duplicate ledger: written by ingest, read by retrieval (``also_in``)."""
+        from ingest.dedup.store import SignatureStore
+
+        return SignatureStore(self.engine)
+
+    @cached_property
+    def near_duplicates(self) -> NearDuplicates:
+        from ingest.dedup import DedupConfig
+        from ingest.dedup.detector import NearDuplicates
+
+        cfg = self.settings.retrieval
+        return NearDuplicates(self.signature_store,
+                              DedupConfig(enabled=cfg.dedup_at_ingest, similarity=cfg.duplicate_similarity))
 
     @cached_property
     def source_store(self) -> SourceStore:

@@ -26,6 +26,8 @@ PUBLIC_SURFACE = {
         "BatchingConfig", "CostEstimate", "EmbeddingCache", "EmbeddingClient", "EmbeddingStats",
         "OverLongInputError", "OverLongPolicy", "SparseConfig",
     ],
+    "ingest.dedup": ["DedupConfig", "Match", "MinHashSketcher", "NearDuplicates", "Promotion", "Retirement", "Retirer",
+                     "SignatureStore", "Sketches", "StoredChunk"],
     "ingest.extract": ["ExtractionLimits", "detect_media_type", "extract_document", "supported_media_types"],
     "ingest.redact": ["ENTITY_TYPES", "MODES", "Finding", "Mode", "PiiPolicy", "PiiRedactor", "TenantRule",
                       "redact_document", "redact_value"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -125,15 +125,23 @@ class EmbeddingClient:
         self.remember(fresh)
         return self.assemble(plan, fresh)
 
-    def plan(self, texts: Sequence[str]) -> EmbeddingPlan:
+    def plan(self, texts: Sequence[str], same_as: Mapping[int, str] | None = None) -> EmbeddingPlan:
         """What embedding ``texts`` takes: the cached vectors (one lookup), and the misses cut
-        to fit the model under the over-long policy (which may reject a text here)."""
-        hashes = [text_hash(t) for t in texts]
-        unique = dict(zip(hashes, texts, strict=True))
-        found = self._cache.get_many(self.cache_key, list(unique)) if self._cache else {}
+        to fit the model under the over-long policy (which may reject a text here).
+
+        ``same_as``: position -> the text hash whose vector that text takes instead of its own
+        (a near-duplicate reuses its canonical's), when that vector is cached or that text is
+        among ``texts``; otherwise the text gets its own."""
+        own = [text_hash(t) for t in texts]
+        unique = dict(zip(own, texts, strict=True))
+        same_as = same_as or {}
+        borrowed = {h for h in same_as.values() if h not in unique}
+        found = self._cache.get_many(self.cache_key, [*unique, *borrowed]) if self._cache else {}
+        hashes = [h if (h := same_as.get(i)) is not None and (h in unique or h in found) else mine
+                  for i, mine in enumerate(own)]
         with self.stats._lock:
             self.stats.cache_hits += sum(1 for h in hashes if h in found)
-        missing = {h: t for h, t in unique.items() if h not in found}
+        missing = {h: unique[h] for h in dict.fromkeys(hashes) if h not in found}
         counts = self.embedder.count_tokens(list(missing.values())) if missing else []
         misses = {h: self._fit(t, n) for (h, t), n in zip(missing.items(), counts, strict=True)}
         return EmbeddingPlan(hashes, found, misses)

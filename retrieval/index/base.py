@@ -8,13 +8,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.retrieval import DUPLICATE_OF, SparseVector
+
 #: The dense vector is the collection's default (unnamed) one, so generations built before
 #: sparse vectors keep working; the sparse vector is named.
 DENSE_VECTOR = ""
 SPARSE_VECTOR = "sparse"
 
-#: Payload fields with a keyword index in every collection (filters run inside Qdrant).
-KEYWORD_FIELDS = ("tenant", "document_id", "document_version", "source_uri", "access_tags", "media_type")
+#: Payload fields with a keyword index in every collection (filters run inside Qdrant);
+#: ``duplicate_of`` (0.10: near-duplicates recorded at ingest) is indexed in collections created since.
+KEYWORD_FIELDS = ("tenant", "document_id", "document_version", "source_uri", "access_tags", "media_type",
+                  DUPLICATE_OF)
 
 
 class HnswConfig(BaseModel):
@@ -51,3 +55,11 @@ def dense_of(vector: Any) -> list[float] | None:
     if isinstance(vector, dict):
         vector = vector.get(DENSE_VECTOR)
     return [float(x) for x in vector] if vector is not None else None
+
+
+def sparse_of(vector: Any) -> SparseVector | None:
+    """A returned point's sparse vector (either client's type), if it has one."""
+    sparse = vector.get(SPARSE_VECTOR) if isinstance(vector, dict) else None
+    if sparse is None:
+        return None
+    return SparseVector(indices=[int(i) for i in sparse.indices], values=[float(v) for v in sparse.values])

@@ -25,10 +25,11 @@ from retrieval.index.base import (
     VERSION_FIELDS,
     HnswConfig,
     dense_of,
+    sparse_of,
     tally_versions,
 )
 from schemas.errors import VectorIndexError
-from schemas.retrieval import IndexedPoint, SearchFilter, SearchHit, SparseVector, VectorQuery
+from schemas.retrieval import DUPLICATE_OF, IndexedPoint, SearchFilter, SearchHit, SparseVector, VectorQuery
 
 _UPSERT_BATCH = 512
 
@@ -117,6 +118,13 @@ class QdrantEdgeIndex:
         shard = self._shard(collection)
         self._call(shard.update, qe.UpdateOperation.delete_points_by_filter(qe.Filter(must=must, must_not=must_not)))
 
+    def retrieve(self, collection: str, chunk_ids: Sequence[str]) -> list[IndexedPoint]:
+        if not chunk_ids:
+            return []
+        records = self._call(self._shard(collection).retrieve, list(chunk_ids), True, True)
+        return [IndexedPoint(chunk_id=str(r.id), vector=dense_of(r.vector) or [], payload=r.payload or {},
+                             sparse=sparse_of(r.vector)) for r in records]
+
     def search(self, collection: str, vector: Sequence[float], k: int, flt: SearchFilter) -> list[SearchHit]:
         shard = self._shard(collection)
         request = qe.QueryRequest(
@@ -130,7 +138,7 @@ class QdrantEdgeIndex:
         """Dense, sparse, or both fused with RRF in the engine. The tenant/ACL filter is set on
         each prefetch too, so the candidates fused are the caller's own."""
         shard = self._shard(collection)
-        where = _filter(flt)
+        where = _filter(flt, skip_duplicates=query.skip_duplicates)
         params = qe.SearchParams(hnsw_ef=self._hnsw.ef_search)
         dense = qe.Query.Nearest(list(map(float, query.dense))) if query.dense is not None else None
         sparse = _sparse_query(query.sparse) if query.sparse is not None else None
@@ -267,8 +275,10 @@ def _match(key: str, value: str) -> Any:
     return qe.FieldCondition(key=key, match=qe.MatchValue(value))
 
 
-def _filter(flt: SearchFilter) -> Any:
+def _filter(flt: SearchFilter, *, skip_duplicates: bool = False) -> Any:
     must: list[Any] = [_match("tenant", flt.tenant)]
+    if skip_duplicates:  # unset on canonical chunks, and on every chunk indexed before near-duplicates were
+        must.append(qe.IsEmptyCondition(key=DUPLICATE_OF))
     for key, values in (("document_id", flt.document_ids), ("source_uri", flt.source_uris),
                         ("media_type", flt.media_types)):
         if values is not None:

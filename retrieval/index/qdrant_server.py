@@ -19,10 +19,11 @@ from retrieval.index.base import (
     VERSION_FIELDS,
     HnswConfig,
     dense_of,
+    sparse_of,
     tally_versions,
 )
 from schemas.errors import VectorIndexError
-from schemas.retrieval import IndexedPoint, SearchFilter, SearchHit, SparseVector, VectorQuery
+from schemas.retrieval import DUPLICATE_OF, IndexedPoint, SearchFilter, SearchHit, SparseVector, VectorQuery
 
 _UPSERT_BATCH = 256
 
@@ -79,6 +80,14 @@ class QdrantServerIndex:
             must=[_match("tenant", tenant), _match("document_id", document_id)], must_not=must_not))
         self._call(self._client.delete, collection, selector, wait=True)
 
+    def retrieve(self, collection: str, chunk_ids: Sequence[str]) -> list[IndexedPoint]:
+        if not chunk_ids:
+            return []
+        records = self._call(self._client.retrieve, collection, list(chunk_ids), with_payload=True,
+                             with_vectors=True)
+        return [IndexedPoint(chunk_id=str(r.id), vector=dense_of(r.vector) or [], payload=r.payload or {},
+                             sparse=sparse_of(r.vector)) for r in records]
+
     def search(self, collection: str, vector: Sequence[float], k: int, flt: SearchFilter) -> list[SearchHit]:
         response = self._call(
             self._client.query_points, collection, list(map(float, vector)),
@@ -90,7 +99,7 @@ class QdrantServerIndex:
     def query(self, collection: str, query: VectorQuery, flt: SearchFilter) -> list[SearchHit]:
         """Dense, sparse, or both fused with RRF in the engine (Query API prefetch + fusion);
         the tenant/ACL filter is set on each prefetch too."""
-        where = _filter(flt)
+        where = _filter(flt, skip_duplicates=query.skip_duplicates)
         params = models.SearchParams(hnsw_ef=self._hnsw.ef_search)
         dense = list(map(float, query.dense)) if query.dense is not None else None
         sparse = _sparse(query.sparse) if query.sparse is not None else None
@@ -180,8 +189,10 @@ def _match(key: str, value: str) -> models.FieldCondition:
     return models.FieldCondition(key=key, match=models.MatchValue(value=value))
 
 
-def _filter(flt: SearchFilter) -> models.Filter:
+def _filter(flt: SearchFilter, *, skip_duplicates: bool = False) -> models.Filter:
     must: list[Any] = [_match("tenant", flt.tenant)]
+    if skip_duplicates:  # unset on canonical chunks, and on every chunk indexed before near-duplicates were
+        must.append(models.IsEmptyCondition(is_empty=models.PayloadField(key=DUPLICATE_OF)))
     for key, values in (("document_id", flt.document_ids), ("source_uri", flt.source_uris),
                         ("media_type", flt.media_types)):
         if values is not None:

@@ -97,6 +97,7 @@ class Citation(BaseModel):
     page_end: int | None
     rank: int
     quote: str
+    also_in: list[str] = Field(default_factory=list, description="other documents holding the same passage")
 
 
 class QueryResponse(BaseModel):

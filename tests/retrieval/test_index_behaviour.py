@@ -333,3 +333,28 @@ def test_edge_bulk_upsert_carries_sparse_vectors(tmp_path: Path) -> None:
         assert run(index, "sparse", "zebraquux", axis(5)) == ["d1"]
     finally:
         index.close()
+
+
+def test_retrieve_returns_stored_points_with_both_vectors(index: VectorIndex) -> None:
+    stored = lexical("d", 0, axis(1), "zebraquux alpha")
+    index.upsert(COLLECTION, [stored, point("plain", 0, axis(2))])
+    got = {p.chunk_id: p for p in index.retrieve(COLLECTION, [stored.chunk_id, point("plain", 0, axis(2)).chunk_id,
+                                                              ids.chunk_id("t", "never", "v1", "fp", 0)])}
+    assert set(got) == {stored.chunk_id, point("plain", 0, axis(2)).chunk_id}  # an unknown id is left out
+    again = got[stored.chunk_id]
+    assert again.payload == stored.payload and np.allclose(again.vector, axis(1), atol=1e-5)
+    assert again.sparse is not None and stored.sparse is not None
+    assert again.sparse.indices == stored.sparse.indices
+    assert np.allclose(again.sparse.values, stored.sparse.values, atol=1e-5)
+    assert got[point("plain", 0, axis(2)).chunk_id].sparse is None
+    assert index.retrieve(COLLECTION, []) == []
+
+
+def test_skip_duplicates_leaves_out_recorded_copies(index: VectorIndex) -> None:
+    canonical = lexical("a", 0, axis(0), "zebraquux alpha")
+    copy = lexical("b", 0, axis(0), "zebraquux alpha")
+    index.upsert(COLLECTION, [canonical, copy.model_copy(update={"payload": {**copy.payload,
+                                                                            "duplicate_of": canonical.chunk_id}})])
+    for mode in ("dense", "sparse", "hybrid"):
+        assert sorted(run(index, mode, "zebraquux", axis(0))) == ["a", "b"]  # type: ignore[arg-type]
+        assert run(index, mode, "zebraquux", axis(0), skip_duplicates=True) == ["a"]  # type: ignore[arg-type]

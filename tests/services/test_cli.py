@@ -17,7 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "deploy" / "samples"
 RAGLINE = Path(sys.executable).parent / "ragline"
-INGEST_KEYS = {"documents", "chunks", "embedded_texts", "embedding_requests", "errors"}
+INGEST_KEYS = {"documents", "chunks", "near_duplicates", "embedded_texts", "embedding_requests", "errors"}
 HIT_KEYS = {"chunk_id", "document_id", "source_uri", "score", "rank_score", "text", "page_start", "page_end"}
 
 
