@@ -138,6 +138,7 @@ class RecordingEmbedder:
         self.seconds = 0.0
         self.sent: list[str] = []
         self.calls: list[tuple[float, float]] = []
+        self._lock = threading.Lock()  # requests may run concurrently (max_in_flight > 1)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -148,17 +149,22 @@ class RecordingEmbedder:
             return self._inner.embed_batch(texts)  # type: ignore[no-any-return]
         finally:
             ended = time.perf_counter()
-            self.seconds += ended - started
-            self.calls.append((started, ended))
-            self.sent.extend(texts)
+            with self._lock:
+                self.seconds += ended - started
+                self.calls.append((started, ended))
+                self.sent.extend(texts)
 
     def idle(self, began: float, finished: float) -> dict[str, float]:
         """Where the run's wall time was not spent inside the model: before the first request,
         between requests, after the last one."""
         if not self.calls:
             return {"before": finished - began, "between": 0.0, "after": 0.0}
-        gaps = sum(max(0.0, b[0] - a[1]) for a, b in zip(self.calls, self.calls[1:], strict=False))
-        return {"before": self.calls[0][0] - began, "between": gaps, "after": finished - self.calls[-1][1]}
+        calls = sorted(self.calls)
+        gaps, busy_until = 0.0, calls[0][1]
+        for start, end in calls[1:]:  # concurrent requests overlap: idle is where none runs
+            gaps += max(0.0, start - busy_until)
+            busy_until = max(busy_until, end)
+        return {"before": calls[0][0] - began, "between": gaps, "after": finished - busy_until}
 
 
 def model(threads: int = 0) -> Any:
@@ -190,8 +196,9 @@ def run_ragline(corpus: Path, with_floor: bool) -> dict[str, Any]:
 
     sampler = PeakRss()
     with tempfile.TemporaryDirectory(prefix="ragline-bench-home-") as home:
-        comps = Components(Settings(home=Path(home)))
-        recording = RecordingEmbedder(model())
+        settings = Settings(home=Path(home))  # RAGLINE_EMBEDDING__THREADS / __BATCHING__MAX_IN_FLIGHT apply
+        comps = Components(settings)
+        recording = RecordingEmbedder(model(settings.embedding.threads))
         comps.__dict__["embedder"] = recording
         comps.pipeline()  # migrate, open the index, build the chunkers
         baseline = sampler.reset()
