@@ -12,7 +12,7 @@ PORT ?= 8000
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,office,postgres,kafka]'
+	$(BIN)/python -m pip install -q -e '.[dev,office,postgres,kafka,embedders]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

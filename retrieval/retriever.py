@@ -26,7 +26,7 @@ from typing import Any
 from retrieval.mmr import diversify
 from schemas.passages import passage_key as passage_key  # one definition of "the same passage", re-exported
 from schemas.passages import word_shingles
-from schemas.protocols import Embedder, PassageIndex, Reranker, SparseEncoder, VectorIndex
+from schemas.protocols import Embedder, PassageIndex, QueryEmbedder, Reranker, SparseEncoder, VectorIndex
 from schemas.retrieval import (
     GroupBy,
     Passage,
@@ -107,7 +107,8 @@ class Retriever:
         if lam is not None:
             limit = max(limit, cfg.mmr_candidates)
         t0 = time.perf_counter()
-        (dense,) = self.embedder.embed_batch([query])
+        embedder = self.embedder  # an asymmetric model (E5, BGE) embeds queries its own way
+        dense = embedder.embed_query(query) if isinstance(embedder, QueryEmbedder) else embedder.embed_batch([query])[0]
         sparse = self.sparse.encode_query(query) if used != "dense" and self.sparse is not None else None
         t1 = time.perf_counter()
         request = VectorQuery(mode=used, limit=limit, dense=list(map(float, dense)), sparse=sparse,

@@ -83,6 +83,16 @@ class Embedder(Protocol):
 
 
 @runtime_checkable
+class QueryEmbedder(Protocol):
+    """An embedder whose model was trained asymmetric (E5's ``query: ``/``passage: ``, BGE's
+    instruction) embeds a search query differently from a passage: ``embed_batch`` embeds
+    passages, ``embed_query`` a query. Retrieval uses it when the embedder has it."""
+
+    def embed_query(self, text: str) -> list[float]:
+        ...
+
+
+@runtime_checkable
 class SparseEncoder(Protocol):
     """Lexical (BM25-style) sparse vectors, computed by ragline for every backend alike;
     the index applies IDF. ``config()`` enters the pipeline fingerprint."""

@@ -32,6 +32,9 @@ class _Group(BaseModel):
 
 class EmbeddingSettings(_Group):
     provider: Literal["local", "openai"] = "local"
+    local_model: Literal["minilm", "multilingual-e5-small"] = Field(
+        "minilm", description="the offline model of the local provider (README \"Embeddings\"); "
+                              "multilingual-e5-small needs the embedders extra")
     model: str = "text-embedding-3-small"  # openai provider only
     base_url: str | None = None
     api_key: SecretStr | None = None

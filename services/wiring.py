@@ -55,9 +55,9 @@ _PARSERS = ("pdfplumber", "pypdfium2", "trafilatura", "unstructured", "pypandoc-
 def build_embedder(settings: Settings) -> Embedder:
     cfg = settings.embedding
     if cfg.provider == "local":
-        from ingest.embed.local import LocalMiniLMEmbedder
+        from ingest.embed.local import open_local_embedder
 
-        return LocalMiniLMEmbedder(threads=cfg.threads)
+        return open_local_embedder(cfg.local_model, threads=cfg.threads)
     from ingest.embed.openai_embedder import OpenAIEmbedder
 
     if cfg.api_key is None and cfg.base_url is None:

