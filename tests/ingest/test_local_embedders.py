@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import typing
@@ -88,7 +89,9 @@ def test_a_missing_optional_package_names_its_extra(monkeypatch: pytest.MonkeyPa
 
 
 def test_e5_embeds_a_query_differently_from_a_passage() -> None:
+    before = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     e5 = open_local_embedder("multilingual-e5-small", threads=1)
+    assert {name: os.environ.get(name) for name in before} == before  # set only while its OpenMP loads
     minilm = open_local_embedder("minilm", threads=1)
     assert isinstance(e5, QueryEmbedder) and isinstance(minilm, QueryEmbedder)
     text = PASSAGES[0]
