@@ -328,7 +328,8 @@ class IngestPipeline:
             work.texts = self._embedded_texts(work.document, work.chunks)
             work.chunk_ids = [ids.chunk_id(source.tenant, work.doc_id, work.version, self.fingerprint, c.index)
                               for c in work.chunks]
-            work.plan = self.embedder.plan(work.texts, self._copies(work, source))
+            copies = self._copies(work, source)
+            work.plan = self.embedder.plan(work.texts, copies, work.text_hashes or None)
         except TerminalError as exc:
             work.failure = exc.reason if isinstance(exc, ExtractionError) else str(exc)
 

@@ -125,14 +125,16 @@ class EmbeddingClient:
         self.remember(fresh)
         return self.assemble(plan, fresh)
 
-    def plan(self, texts: Sequence[str], same_as: Mapping[int, str] | None = None) -> EmbeddingPlan:
+    def plan(self, texts: Sequence[str], same_as: Mapping[int, str] | None = None,
+             hashes: Sequence[str] | None = None) -> EmbeddingPlan:
         """What embedding ``texts`` takes: the cached vectors (one lookup), and the misses cut
         to fit the model under the over-long policy (which may reject a text here).
 
         ``same_as``: position -> the text hash whose vector that text takes instead of its own
         (a near-duplicate reuses its canonical's), when that vector is cached or that text is
-        among ``texts``; otherwise the text gets its own."""
-        own = [text_hash(t) for t in texts]
+        among ``texts``; otherwise the text gets its own. ``hashes``: the texts' hashes, when
+        the caller has computed them already."""
+        own = list(hashes) if hashes is not None else [text_hash(t) for t in texts]
         unique = dict(zip(own, texts, strict=True))
         same_as = same_as or {}
         borrowed = {h for h in same_as.values() if h not in unique}
