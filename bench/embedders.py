@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest.embed.local import LOCAL_MODELS, open_local_embedder  # noqa: E402
-from schemas.protocols import QueryEmbedder  # noqa: E402
+from retrieval.retriever import query_vector  # noqa: E402
 from services.evaluation import METRICS, load_beir, run_eval  # noqa: E402
 from services.settings import EmbeddingSettings, Settings  # noqa: E402
 
@@ -73,7 +73,7 @@ def speed(name: str, folder: Path) -> dict[str, float]:
     query_started = time.perf_counter()
     for text in texts[:16]:
         query = text.split("\n")[0][2:]
-        embedder.embed_query(query) if isinstance(embedder, QueryEmbedder) else embedder.embed_batch([query])
+        query_vector(embedder, query)
     query_ms = (time.perf_counter() - query_started) / 16 * 1000
     return {"passages_per_s": len(texts) / elapsed, "tokens_per_s": tokens / elapsed,
             "mean_tokens": tokens / len(texts), "query_ms": query_ms,

@@ -107,8 +107,7 @@ class Retriever:
         if lam is not None:
             limit = max(limit, cfg.mmr_candidates)
         t0 = time.perf_counter()
-        embedder = self.embedder  # an asymmetric model (E5, BGE) embeds queries its own way
-        dense = embedder.embed_query(query) if isinstance(embedder, QueryEmbedder) else embedder.embed_batch([query])[0]
+        dense = query_vector(self.embedder, query)
         sparse = self.sparse.encode_query(query) if used != "dense" and self.sparse is not None else None
         t1 = time.perf_counter()
         request = VectorQuery(mode=used, limit=limit, dense=list(map(float, dense)), sparse=sparse,
@@ -170,6 +169,11 @@ class Retriever:
         if lam is not None:
             params["mmr"] = lam  # only when on: answers recorded without MMR keep their shape
         return params
+
+
+def query_vector(embedder: Embedder, text: str) -> Sequence[float]:
+    """A query's dense vector: an asymmetric model (E5, BGE) embeds queries its own way."""
+    return embedder.embed_query(text) if isinstance(embedder, QueryEmbedder) else embedder.embed_batch([text])[0]
 
 
 def _chunk(hit: SearchHit, rank: int, similarity: float) -> RetrievedChunk:
