@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from retrieval.retriever import collapse_duplicates, passage_key
-from schemas.documents import SourceDocument
 from schemas.retrieval import RerankResult, RetrievedChunk, SearchFilter
 from services.application import Application
+from tests.retrieval.apps import BACKENDS, application_over
 
 PASSAGE = ("Quarterly access reviews are mandatory for every production system. The service owner signs off "
            "the list of accounts and removes stale ones within five working days.")
@@ -30,15 +30,9 @@ DOCS = {
 FLT = SearchFilter(tenant="default")
 
 
-@pytest.fixture(params=["edge", "qdrant-local"])
+@pytest.fixture(params=BACKENDS)
 def app(request: pytest.FixtureRequest, make_components: Any, tmp_path: Any) -> Application:
-    extra = {} if request.param == "edge" else {"index": {"backend": "qdrant", "qdrant_path": tmp_path / "q"}}
-    application = Application(make_components(**extra))
-    for name, text in DOCS.items():
-        outcome = application.ingestion.ingest_document(SourceDocument(
-            source_uri=f"mem://{name}.md", data=text.encode(), document_id=name, media_type="text/markdown"))
-        assert outcome.status == "new", outcome.error
-    return application
+    return application_over(make_components, tmp_path, request.param, DOCS)
 
 
 def test_an_exact_rare_token_is_found_at_rank_1(app: Application) -> None:

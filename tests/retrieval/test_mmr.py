@@ -17,6 +17,7 @@ from schemas.documents import SourceDocument
 from schemas.retrieval import RerankResult, SearchFilter
 from services.application import Application
 from services.errors import InvalidInput
+from tests.retrieval.apps import BACKENDS, application_over
 
 DOCS = {
     "policy": "# Access reviews\n\nQuarterly access reviews are mandatory for every production system. The service "
@@ -34,15 +35,9 @@ FLT = SearchFilter(tenant="default")
 MODES = ("dense", "sparse", "hybrid")
 
 
-@pytest.fixture(params=["edge", "qdrant-local"])
+@pytest.fixture(params=BACKENDS)
 def app(request: pytest.FixtureRequest, make_components: Any, tmp_path: Any) -> Application:
-    extra = {} if request.param == "edge" else {"index": {"backend": "qdrant", "qdrant_path": tmp_path / "q"}}
-    application = Application(make_components(**extra))
-    for name, text in DOCS.items():
-        outcome = application.ingestion.ingest_document(SourceDocument(
-            source_uri=f"mem://{name}.md", data=text.encode(), document_id=name, media_type="text/markdown"))
-        assert outcome.status == "new", outcome.error
-    return application
+    return application_over(make_components, tmp_path, request.param, DOCS)
 
 
 def ranked(app: Application, mode: str, mmr: float | None, k: int = 4) -> list[str]:
