@@ -76,6 +76,56 @@ def test_a_language_without_data_is_reported_not_guessed(corpora: Path) -> None:
                             "for language(s) qqq (Debian: tesseract-ocr-qqq))",)
 
 
+def without_unicode_maps(path: Path, *fonts: str) -> bytes:
+    """The PDF with the ToUnicode map of ``fonts`` (all when none are named) removed: its text
+    is then drawn in glyphs no engine can map to characters, like PDFs made by tools that
+    embed CID fonts without one (pdf.js's TAMReview.pdf, 80% of its glyphs)."""
+    import io
+
+    import pikepdf
+
+    with pikepdf.open(path) as pdf:
+        for page in pdf.pages:
+            for name, font in page.obj.Resources.Font.items():
+                if (not fonts or name in fonts) and "/ToUnicode" in font:
+                    del font["/ToUnicode"]
+        out = io.BytesIO()
+        pdf.save(out)
+    return out.getvalue()
+
+
+COURT = "pdfjs-issue11913-court-judgment.pdf"
+
+
+def test_a_page_drawn_in_unmapped_glyphs_is_read_by_ocr_not_indexed_as_cid_codes(corpora: Path) -> None:
+    path = corpora / "pdf" / "files" / COURT
+    original = extract_document(SourceDocument(COURT, path.read_bytes()), LIMITS).text
+    doc = extract_document(SourceDocument(COURT, without_unicode_maps(path)), LIMITS)
+    assert "(cid:" not in doc.text
+    assert accuracy(doc.text, original) >= MIN_ACCURACY
+    assert doc.metadata["ocr_pages"] == doc.metadata["unmapped_glyph_pages"] == [1]
+    assert doc.warnings == (f"{COURT}: page(s) 1 of 1 draw their text in fonts without a Unicode mapping (4779 "
+                            "glyphs unreadable); their text comes from OCR and may contain recognition errors",)
+
+    off = extract_document(SourceDocument(COURT, without_unicode_maps(path)),
+                           dataclasses.replace(LIMITS, ocr=OcrConfig(enabled=False)))
+    assert off.text == "" and "ocr_pages" not in off.metadata
+    assert off.warnings == (f"{COURT}: page(s) 1 of 1 draw their text in fonts without a Unicode mapping (4779 "
+                            "glyphs unreadable); left out (OCR is off)",)
+
+
+def test_a_few_unmapped_glyphs_are_left_out_and_counted(corpora: Path) -> None:
+    """Only the bold font lost its map: the page keeps its other text, without ``(cid:N)``."""
+    path = corpora / "pdf" / "files" / COURT
+    doc = extract_document(SourceDocument(COURT, without_unicode_maps(path, "/C2_1")), LIMITS)
+    assert "(cid:" not in doc.text and "ocr_pages" not in doc.metadata
+    assert "The first of these cases arises from the tragic handicap" in doc.text  # regular text, kept
+    assert "THE SUPREME COURT" not in doc.text  # set in the bold font
+    assert len(doc.warnings) == 1
+    assert doc.warnings[0].startswith(f"{COURT}: ") and doc.warnings[0].endswith(
+        " glyph(s) on page(s) 1 of 1 are in fonts without a Unicode mapping and were left out")
+
+
 def test_a_scan_is_indexed_through_the_pipeline(make_components: Any, corpora: Path) -> None:
     """The default settings OCR a scan, so it is indexed instead of failing for lack of text."""
     from ingest.sources import SourceOptions, iter_sources
