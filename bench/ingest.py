@@ -102,27 +102,39 @@ def build_corpus(folder: Path, every: int = 1) -> dict[str, Any]:
 
 class PeakRss:
     """Samples RSS every few milliseconds: ``peak`` of this process, and ``workers``, the
-    largest child (ragline's extraction workers)."""
+    largest child (ragline's extraction workers); and the CPU time children spent
+    (``children_cpu``: each worker's own and that of the Tesseract runs it waited for)."""
 
     def __init__(self, interval_s: float = 0.02) -> None:
         self._proc = psutil.Process()
         self._interval = interval_s
         self._stop = threading.Event()
         self.peak = self.workers = 0
+        self._cpu: dict[int, float] = {}
+        self._cpu_before: dict[int, float] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self.peak = max(self.peak, self._proc.memory_info().rss)
-            for child in self._proc.children(recursive=True):
+            for child in self._proc.children(recursive=False):
                 with contextlib.suppress(psutil.Error):
                     self.workers = max(self.workers, child.memory_info().rss)
+                    t = child.cpu_times()
+                    self._cpu[child.pid] = t.user + t.system + t.children_user + t.children_system
             time.sleep(self._interval)
+
+    @property
+    def children_cpu(self) -> float:
+        """CPU seconds of the children since :meth:`reset` (to the last sample: a worker's
+        last ~20 ms are missed)."""
+        return sum(v - self._cpu_before.get(pid, 0.0) for pid, v in self._cpu.items())
 
     def reset(self) -> int:
         self.peak = self._proc.memory_info().rss
         self.workers = 0
+        self._cpu_before = dict(self._cpu)
         return self.peak
 
     def stop(self) -> None:
@@ -176,6 +188,11 @@ def model(threads: int = 0) -> Any:
     return embedder
 
 
+def _own_cpu() -> float:
+    t = psutil.Process().cpu_times()
+    return float(t.user + t.system)
+
+
 def floor(embedder: Any, texts: list[str]) -> float:
     """The model alone over ``texts``, sorted by length, in batches of 16."""
     counts = embedder.count_tokens(texts)
@@ -209,21 +226,26 @@ def run_ragline(corpus: Path, with_floor: bool) -> dict[str, Any]:
             recording.calls.clear()
             pipeline = comps.pipeline()
             load_at_start = os.getloadavg()[0]
+            cpu_at_start = _own_cpu()
             started = time.perf_counter()
             summary = pipeline.ingest(iter_sources([str(corpus)], SourceOptions(tenant="bench")))
             finished = time.perf_counter()
             elapsed = finished - started
+            time.sleep(0.1)  # one more sample of the workers' CPU
             stats = pipeline.embedder.stats
             result[phase] = {"seconds": elapsed, "documents": summary.documents, "chunks": summary.chunks,
                              "embedded": stats.embedded_texts, "requests": stats.requests,
                              "model_s": recording.seconds, "model_idle": recording.idle(started, finished),
                              "peak_rss": sampler.peak, "workers_rss": sampler.workers,
+                             "cpu": {"process": _own_cpu() - cpu_at_start, "workers": sampler.children_cpu},
                              "load": [load_at_start, os.getloadavg()[0]],
                              "errors": summary.errors[:5]}
             if phase == "full" and with_floor:
                 sent = list(recording.sent)
                 Path(corpus.parent / "ragline-196.texts.json").write_text(json.dumps(sent))
+                cpu_at_start = _own_cpu()
                 result["floor"] = {"seconds": floor(recording._inner, sent), "texts": len(sent)}
+                result["floor"]["cpu"] = _own_cpu() - cpu_at_start
                 result["full"]["floor"] = result["floor"]["seconds"]
         comps.close()
     sampler.stop()
@@ -427,6 +449,13 @@ def report(corpus: dict[str, Any], small: dict[str, Any], results: dict[str, dic
         fl = rag["floor"]
         print(f"model floor: the same model over the same {fl['texts']} pieces alone, sorted by length: "
               f"{fl['seconds']:.1f} s; ingest wall time / floor = {full['seconds'] / fl['seconds']:.2f} (goal <= 1.15)")
+        cores = os.cpu_count() or 1
+        spent = full["cpu"]["process"] + full["cpu"]["workers"]
+        print(f"  CPU: the floor kept {fl['cpu'] / fl['seconds']:.2f} of {cores} cores busy ({fl['cpu']:.1f} CPU-s); "
+              f"the ingest spent {spent:.1f} CPU-s ({full['cpu']['process']:.1f} in its process: the model, "
+              f"chunking, redaction, writes; {full['cpu']['workers']:.1f} in the extraction workers and their "
+              f"Tesseract runs): even with no core ever idle it needs {spent / cores:.1f} s, "
+              f"{spent / cores / fl['seconds']:.2f}x the floor")
     print(f"unchanged re-ingest: {again['seconds']:.2f} s, {full['seconds'] / again['seconds']:.0f}x faster than the "
           f"first (goal >= 50), {again['requests']} embedding requests")
     if "full" in small:
