@@ -55,7 +55,9 @@ GOAL = 0.97
 
 
 def words(text: str) -> int:
-    return len(_WORD.findall(unicodedata.normalize("NFKC", text)))
+    """Soft hyphens (U+00AD) are invisible break hints inside a word, not boundaries: pdftotext
+    keeps them, so "Mit\u00adarbei\u00adterinnen" would count as three words to its one."""
+    return len(_WORD.findall(unicodedata.normalize("NFKC", text.replace("\u00ad", ""))))
 
 
 def norm(text: str) -> str:
