@@ -289,7 +289,12 @@ class IngestPipeline:
                 work.failure = str(exc)
             else:
                 work.fresh = fresh
-        return self._settle(work)
+        outcome = self._settle(work)
+        large = work.held >= _RELEASE_AFTER_BYTES
+        del work  # a long-lived process (the API, a worker) trims after each large document
+        if large:
+            release_freed_memory()
+        return outcome
 
     def _prepare(self, work: _Work, batcher: EmbeddingBatcher | None, estimate_only: bool) -> None:
         """Everything before the write that can run beside other documents: the registry's
