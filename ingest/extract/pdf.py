@@ -194,7 +194,8 @@ class PdfExtractor:
                                    []).append(page.number)
                 continue
             try:
-                text = ocr.recognize(pdfium_text.render_png(doc, page.number - 1, cfg.dpi), cfg, tesseract)
+                text = ocr.recognize(pdfium_text.render_png(doc, page.number - 1, cfg.dpi), cfg, tesseract,
+                                     upright=page.garbled)
             except ocr.OcrUnavailable as exc:
                 reasons.setdefault(f"OCR failed: {exc}", []).append(page.number)
                 continue
