@@ -21,12 +21,13 @@ def passage_key(text: str) -> str:
 
 
 def shingles(key: str) -> list[str]:
-    """The word 3-shingles of a :func:`passage_key` in order, repeats kept (its words when it
-    has fewer than 3). A MinHash signature is the same whether a shingle repeats or not."""
+    """The word shingles (``SHINGLE_WORDS`` long) of a :func:`passage_key` in order, repeats
+    kept (its words when it has fewer). A MinHash signature is the same whether a shingle
+    repeats or not."""
     words = key.split()
     if len(words) < SHINGLE_WORDS:
         return words
-    return [f"{a} {b} {c}" for a, b, c in zip(words, words[1:], words[2:], strict=False)]
+    return [" ".join(run) for run in zip(*(words[i:] for i in range(SHINGLE_WORDS)), strict=False)]
 
 
 def word_shingles(key: str) -> frozenset[str]:
