@@ -384,24 +384,24 @@ def _assemble(source_uri: str, raw_metadata: dict[str, Any], page_count: int, pa
     if ocr_pages:
         metadata["ocr_pages"] = ocr_pages
     empty = [p.number for p in pages if not p.lines and not p.tables]
-    unmapped = {p.number: p.unmapped for p in pages if p.garbled}
-    if unmapped:
-        metadata["unmapped_glyph_pages"] = sorted(unmapped)
-    notes = _page_warnings(source_uri, page_count, bad_pages, empty, ocr_pages, ocr_notes, no_text_reason, unmapped)
-    dropped = [p for p in pages if p.unmapped and not p.garbled]
-    if dropped:
-        notes += (f"{source_uri}: {sum(p.unmapped for p in dropped)} glyph(s) on page(s) "
-                  f"{_ranges([p.number for p in dropped])} of {page_count} are in fonts without a Unicode "
-                  "mapping and were left out",)
-    return ExtractedDocument(source_uri, detect.PDF, "".join(parts), tuple(sections), metadata, notes)
+    unmapped = {p.number: p.unmapped for p in pages if p.unmapped}
+    garbled = [p.number for p in pages if p.garbled]
+    if garbled:
+        metadata["unmapped_glyph_pages"] = garbled
+    return ExtractedDocument(
+        source_uri, detect.PDF, "".join(parts), tuple(sections), metadata,
+        _page_warnings(source_uri, page_count, bad_pages, empty, ocr_pages, ocr_notes, no_text_reason, unmapped,
+                       garbled),
+    )
 
 
 def _page_warnings(source_uri: str, page_count: int, bad_pages: list[tuple[int, BaseException]],
                    empty_pages: list[int], ocr_pages: list[int], ocr_notes: dict[str, list[int]],
-                   no_text_reason: str, unmapped: dict[int, int]) -> tuple[str, ...]:
+                   no_text_reason: str, unmapped: dict[int, int], garbled_pages: list[int]) -> tuple[str, ...]:
     """What was lost or guessed, page by page. Pages without a text layer (scans) and pages
     whose text layer is unusable (fonts without a Unicode mapping) are named apart: the
-    second is a fault of the file's fonts, not a scan."""
+    second is a fault of the file's fonts, not a scan. ``unmapped``: page -> its glyphs
+    without a mapping; ``garbled_pages``: the pages that made unusable."""
     notes = []
     if bad_pages:
         first_number, first_error = bad_pages[0]
@@ -412,8 +412,9 @@ def _page_warnings(source_uri: str, page_count: int, bad_pages: list[tuple[int, 
         return (f"page(s) {_ranges(numbers)} of {page_count} draw their text in fonts without a Unicode mapping "
                 f"({sum(unmapped[n] for n in numbers)} glyphs unreadable)")
 
-    scanned_ocr = [n for n in ocr_pages if n not in unmapped]
-    garbled_ocr = [n for n in ocr_pages if n in unmapped]
+    garbled_set = set(garbled_pages)
+    scanned_ocr = [n for n in ocr_pages if n not in garbled_set]
+    garbled_ocr = [n for n in ocr_pages if n in garbled_set]
     if scanned_ocr:
         notes.append(f"{source_uri}: no text layer on page(s) {_ranges(scanned_ocr)} of {page_count}; their text "
                      "comes from OCR and may contain recognition errors")
@@ -422,16 +423,20 @@ def _page_warnings(source_uri: str, page_count: int, bad_pages: list[tuple[int, 
                      "recognition errors")
     explained = {n for numbers in ocr_notes.values() for n in numbers}
     for reason, numbers in ocr_notes.items():
-        unread = [n for n in numbers if n in empty_pages and n not in unmapped]
+        unread = [n for n in numbers if n in empty_pages and n not in garbled_set]
         if unread:
             notes.append(f"{source_uri}: no text layer on page(s) {_ranges(unread)} of {page_count} "
                          f"(scanned? {reason})")
-        lost = [n for n in numbers if n in empty_pages and n in unmapped]
+        lost = [n for n in numbers if n in empty_pages and n in garbled_set]
         if lost:
             notes.append(f"{source_uri}: {garbled(lost)}; left out ({reason})")
     rest = [n for n in empty_pages if n not in explained]
     if rest:
         notes.append(f"{source_uri}: no text layer on page(s) {_ranges(rest)} of {page_count} ({no_text_reason})")
+    dropped = [n for n in unmapped if n not in garbled_set]
+    if dropped:
+        notes.append(f"{source_uri}: {sum(unmapped[n] for n in dropped)} glyph(s) on page(s) {_ranges(dropped)} "
+                     f"of {page_count} are in fonts without a Unicode mapping and were left out")
     return tuple(notes)
 
 
